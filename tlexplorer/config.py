@@ -1,0 +1,64 @@
+"""Where data and runs go, and which device computes; overridable with TLX_* environment variables."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import param
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else default
+
+
+class Settings(param.Parameterized):
+    """Process-wide settings. Each can be overridden by an environment variable."""
+
+    data_dir = param.Path(
+        default=None, check_exists=False,
+        doc="Where generated scenario data is cached (TLX_DATA_DIR; default ./data).")
+    runs_dir = param.Path(
+        default=None, check_exists=False,
+        doc="Where training runs and analysis bundles go by default (TLX_RUNS_DIR; default ./runs).")
+    device = param.String(
+        default="auto",
+        doc="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N' (TLX_DEVICE).")
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(
+            data_dir=str(_env_path("TLX_DATA_DIR", Path.cwd() / "data")),
+            runs_dir=str(_env_path("TLX_RUNS_DIR", Path.cwd() / "runs")),
+            device=os.environ.get("TLX_DEVICE", "auto"),
+        )
+
+
+def settings() -> Settings:
+    """Fresh settings read from the environment (cheap; no global mutable state)."""
+    return Settings.from_env()
+
+
+def resolve_device(device: "str | None" = None):
+    """The torch device to compute on: the GPU when there is one, else the CPU.
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        'auto' or None picks CUDA when available; anything else is passed to ``torch.device``.
+    """
+    import torch
+
+    if device is None:
+        device = os.environ.get("TLX_DEVICE", "auto")
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but no CUDA GPU is available")
+    return resolved

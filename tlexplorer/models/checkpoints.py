@@ -1,0 +1,69 @@
+"""Checkpoint I/O: ``state_dict`` files, loaded with ``weights_only=True`` and written atomically."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .._io import atomic_path
+from ..errors import ModelError
+
+
+def save_checkpoint(model: nn.Module, path: "str | os.PathLike") -> Path:
+    """Write ``model.state_dict()`` (on the CPU) to ``path`` atomically."""
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_state_dict(path: "str | os.PathLike") -> dict:
+    """Read a state dict safely (``weights_only=True``); accepts ``{'state_dict': ...}`` wrappers."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: checkpoint file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, pickle with arbitrary objects, ...
+        raise ModelError(f"{path}: not a readable weights-only checkpoint "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path}: expected a state_dict of tensors")
+    return state
+
+
+def load_checkpoint(model: nn.Module, path: "str | os.PathLike") -> nn.Module:
+    """Load ``path`` into ``model`` (strict); a checkpoint of another architecture is a one-line error."""
+    state = load_state_dict(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[0]})")
+        if wrong_shape:
+            k = wrong_shape[0]
+            parts.append(f"{len(wrong_shape)} shape mismatches (e.g. {k}: "
+                         f"{tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+        raise ModelError(f"{path}: checkpoint does not fit {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict(state)
+    return model
+
+
+def file_sha256(path: "str | os.PathLike") -> str:
+    """Hex SHA-256 of a file's bytes (identity of checkpoints in caches and manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
