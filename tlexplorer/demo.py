@@ -1,0 +1,57 @@
+"""`tlexplorer demo`: the whole chain on the built-in digits scenario, reusing what already exists."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+#: Analysis settings of the demo: every target instance, a per-class sample of the source domain.
+DEMO_ANALYSIS = {"per_class": 150, "n_steps": 32}
+
+
+def _run_is_complete(run_dir: Path, per_class: int) -> bool:
+    import json
+
+    config = run_dir / "config.json"  # written last by the trainer: present means complete
+    if not config.is_file():
+        return False
+    try:
+        spec = json.loads(config.read_text()).get("data", {})
+    except ValueError:
+        return False
+    return spec.get("name") == "digits" and spec.get("per_class") == per_class
+
+
+def run_demo(*, out="runs/digits", port=5006, address=None, serve=True, show=False, per_class=1000,
+             progress=True) -> int:
+    """Build the digits data, train and fine-tune, analyse, then serve the dashboard."""
+    from .bundle import open_bundle
+    from .errors import BundleError
+    from .pipeline import AnalyzeOptions, analyze
+
+    out = Path(out)
+    bundle_dir = out / "bundle"
+    started = time.perf_counter()
+    if _run_is_complete(out, per_class):
+        print(f"[demo] reusing the trained models in {out}")
+    else:
+        from .scenarios import load_scenario
+        from .training import TrainOptions, train_transfer
+
+        print("[demo] 1/3 building the digits scenario (printed -> handwritten)")
+        data = load_scenario("digits", per_class=per_class, progress=progress)
+        print("[demo] 2/3 training the source model and fine-tuning the target model")
+        result = train_transfer(data, {"name": "digits-alexnet", "num_classes": len(data.classes)},
+                                TrainOptions(), out, progress=progress)
+        print(result.summary())
+    try:
+        open_bundle(bundle_dir)
+        print(f"[demo] reusing the analysis bundle {bundle_dir}")
+    except BundleError:
+        print("[demo] 3/3 analysing: conductance of every hidden layer, neurons, weights, domains")
+        analyze(out, bundle_dir, options=AnalyzeOptions(**DEMO_ANALYSIS), progress=progress)
+    print(f"[demo] ready after {time.perf_counter() - started:.0f} s")
+    if serve:
+        from .app.serve import serve as serve_app
+
+        serve_app([bundle_dir], port=port, address=address, show=show)
+    return 0

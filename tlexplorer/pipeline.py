@@ -1,0 +1,591 @@
+"""Run directory → analysis bundle: every forward/backward pass over the data, computed once.
+
+Each stage writes its artefacts through :class:`tlexplorer.bundle.BundleWriter`, which keeps completed
+artefacts (and completed chunks of the long conductance stage) in ``<bundle>.partial``; an interrupted
+analysis resumes where it stopped and the finished bundle replaces any old one in one rename.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import platform
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import polars as pl
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from . import __version__
+from .config import resolve_device
+from .errors import LayerError, RunError
+
+ALL = "__all__"
+
+
+@dataclass
+class AnalyzeOptions:
+    """What ``tlexplorer analyze`` computes and how. JSON-able; stored in the manifest."""
+
+    layers: "list[str] | None" = None        # default: every hidden Conv2d/Linear layer
+    n_steps: int = 50                         # integration steps of Layer Conductance
+    method: str = "riemann_trapezoid"         # captum's integration method names
+    per_class: "int | None" = None            # instances per class and domain attributed (None: all)
+    batch_size: int = 64
+    internal_batch_size: "int | None" = None  # path points per forward/backward (memory bound)
+    device: "str | None" = None
+    neuron_fraction: float = 0.1              # the paper's top 10% important neurons
+    k_weights: "int | None" = None            # top-k weights per instance and kept (None: see weights)
+    cv: int = 10                              # folds of the domain classifier (Algorithm 1)
+    seed: int = 0
+    feature_vis: bool = False                 # precompute important neurons' visualizations
+    feature_vis_steps: int = 128
+    include_source_on_source: bool = False
+    thumbnail_size: int = 32
+    chunk_size: int = 256                     # instances per resumable conductance chunk
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """Identity of everything that changes the bundle's numbers (resume only if equal)."""
+        keep = {k: v for k, v in self.to_json().items()
+                if k not in ("device", "batch_size", "internal_batch_size", "feature_vis")}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _versions() -> dict:
+    import captum
+    import sklearn
+    import torchvision
+
+    return {"python": platform.python_version(), "tlexplorer": __version__, "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "captum": captum.__version__,
+            "scikit-learn": sklearn.__version__, "numpy": np.__version__, "polars": pl.__version__}
+
+
+# ------------------------------------------------------------------------------------------ context
+@dataclass
+class _Context:
+    """What every stage needs: the run, the data, both models, the layers, the writer, options."""
+
+    run: object
+    data: object
+    models: dict                    # {"source": nn.Module, "target": nn.Module}
+    layers: list                    # [HiddenLayer]
+    writer: object
+    options: AnalyzeOptions
+    device: torch.device
+    progress: bool
+    instances: pl.DataFrame = None  # the instances table (row order of every per-instance array)
+    rows: dict = field(default_factory=dict)  # {"source": rows (M_s,), "target": rows (M_t,)}
+    warnings: list = field(default_factory=list)
+
+    @property
+    def layer_names(self) -> list:
+        return [layer.name for layer in self.layers]
+
+    def dataset(self, rows: np.ndarray):
+        """A torch Dataset over instance rows (rows index the concatenated splits)."""
+        return _RowsDataset(self.data, self.instances, rows)
+
+    def loader(self, rows: np.ndarray) -> DataLoader:
+        return DataLoader(self.dataset(rows), batch_size=self.options.batch_size, shuffle=False)
+
+
+class _RowsDataset(torch.utils.data.Dataset):
+    """Instances by bundle row: row → (split, position) → (image, label)."""
+
+    def __init__(self, data, instances: pl.DataFrame, rows: np.ndarray):
+        self.splits = {(s.role, s.split): s for s in data.splits()}
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.role = instances["role"].to_numpy()
+        self.split = instances["split"].to_numpy()
+        self.position = instances["position"].to_numpy()
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        row = self.rows[i]
+        return self.splits[(self.role[row], self.split[row])][int(self.position[row])]
+
+
+# ------------------------------------------------------------------------------------------- stages
+def _stage_instances(ctx: _Context) -> None:
+    """The instances table (with each instance's position in its split) and thumbnails."""
+    frames = []
+    for split in ctx.data.splits():
+        frames.append(split.instance_table().with_columns(pl.Series("position", np.arange(len(split)))))
+    table = pl.concat(frames).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    ctx.instances = table
+    if not ctx.writer.has("arrays/thumbnails"):
+        size = ctx.options.thumbnail_size
+        thumbs = np.zeros((len(table), size, size, 3), dtype=np.uint8)
+        start = 0
+        for split in ctx.data.splits():
+            for i in range(len(split)):
+                thumbs[start + i] = _thumbnail(split.raw_image(i), size)
+            start += len(split)
+        ctx.writer.write_array("thumbnails", thumbs)
+
+
+def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def _select_rows(ctx: _Context) -> None:
+    """Instances attributed per domain: all, or ``per_class`` per class chosen with the seed."""
+    rng = np.random.default_rng(ctx.options.seed)
+    for role in ("source", "target"):
+        name = f"rows_{role}"
+        if ctx.writer.has(f"arrays/{name}"):
+            ctx.rows[role] = np.asarray(ctx.writer.read_array(name))
+            continue
+        part = ctx.instances.filter(pl.col("role") == role)
+        chosen = []
+        for label in range(len(ctx.data.classes)):
+            rows = part.filter(pl.col("label") == label)["row"].to_numpy()
+            if len(rows) == 0:
+                ctx.warnings.append(f"class {ctx.data.classes[label]!r} has no {role} instances; skipped")
+                continue
+            if ctx.options.per_class is not None and len(rows) > ctx.options.per_class:
+                rows = np.sort(rng.choice(rows, ctx.options.per_class, replace=False))
+            chosen.append(rows)
+        ctx.rows[role] = np.sort(np.concatenate(chosen)).astype(np.int64)
+        ctx.writer.write_array(name, ctx.rows[role])
+
+
+def _stage_predictions(ctx: _Context) -> None:
+    """Both models' predictions for every instance, and the target model's embedding (one pass each)."""
+    from .analysis.activations import capture
+
+    all_rows = ctx.instances["row"].to_numpy()
+    for model_name in ("source", "target"):
+        if ctx.writer.has(f"arrays/predictions/{model_name}"):
+            continue
+        want_embedding = model_name == "target"
+        result = capture(ctx.models[model_name], ctx.loader(all_rows), embedding=want_embedding,
+                         predictions=True, device=ctx.device,
+                         progress=_bar(ctx, f"predict ({model_name} model)"))
+        if want_embedding:
+            ctx.writer.write_array("embedding", result.embedding.numpy().astype(np.float32))
+        ctx.writer.write_array(f"probabilities/{model_name}", result.probabilities.numpy().astype(np.float32))
+        ctx.writer.write_array(f"predictions/{model_name}", result.labels.numpy().astype(np.int64))
+
+
+def _stage_projection(ctx: _Context) -> None:
+    """One seeded 2-D t-SNE of every instance's embedding (never recomputed on a click)."""
+    from .analysis.embedding import tsne_layout
+
+    if ctx.writer.has("arrays/tsne"):
+        return
+    embedding = ctx.writer.read_array("embedding")
+    layout = tsne_layout(np.asarray(embedding), random_state=ctx.options.seed, progress=ctx.progress)
+    ctx.writer.write_array("tsne", layout.astype(np.float32))
+
+
+def _stage_tables(ctx: _Context) -> dict:
+    """instances (+ predictions, layout), history and confusion tables; returns the scores."""
+    from .analysis.statistics import confusion_table, transferability_score
+
+    source_pred = ctx.writer.read_array("predictions/source")
+    target_pred = ctx.writer.read_array("predictions/target")
+    layout = ctx.writer.read_array("tsne")
+    instances = ctx.instances.with_columns(
+        pl.Series("source_pred", np.asarray(source_pred)), pl.Series("target_pred", np.asarray(target_pred)),
+        pl.Series("x", np.asarray(layout[:, 0])), pl.Series("y", np.asarray(layout[:, 1])))
+    ctx.writer.write_table("instances", instances.drop("position"))
+    history = ctx.run.history
+    ctx.writer.write_table("history", history)
+    val = instances.filter((pl.col("role") == "target") & (pl.col("split") == "val"))
+    confusion = confusion_table(val["label"].to_numpy(), val["source_pred"].to_numpy(),
+                                val["target_pred"].to_numpy(), ctx.data.classes)
+    ctx.writer.write_table("confusion", confusion)
+
+    def best(model: str, dataset: str):
+        part = history.filter((pl.col("model") == model) & (pl.col("dataset") == dataset))
+        return float(part["accuracy"].max()) if len(part) else None
+
+    return {"transferability_score": transferability_score(history),
+            "best_target_model_on_target_val": best("target", "target_val"),
+            "best_source_model_on_target_val": best("source", "target_val"),
+            "best_source_model_on_source_val": best("source", "source_val"),
+            "best_target_model_on_source_val": best("target", "source_val"),
+            "final_target_model_on_target_val_here": float((val["target_pred"] == val["label"]).mean()),
+            "final_source_model_on_target_val_here": float((val["source_pred"] == val["label"]).mean())}
+
+
+def _combos(ctx: _Context) -> list:
+    combos = [("target", "target"), ("source", "target"), ("target", "source")]
+    if ctx.options.include_source_on_source:
+        combos.append(("source", "source"))
+    return combos
+
+
+def _stage_conductance(ctx: _Context) -> None:
+    """Layer Conductance of every hidden layer, all layers from one integrated-gradients pass,
+    streamed in resumable chunks; plus the layers' activations (max over space) in one forward."""
+    from .analysis.activations import capture
+    from .analysis.attribution import layer_conductance
+
+    opts = ctx.options
+    for model_name, domain in _combos(ctx):
+        combo = f"{model_name}_on_{domain}"
+        model, rows = ctx.models[model_name], ctx.rows[domain]
+        if all(ctx.writer.has(f"arrays/conductance/{combo}/{l}") for l in ctx.layer_names):
+            continue
+        n_chunks = max(1, math.ceil(len(rows) / opts.chunk_size))
+        bar = _tqdm(ctx, total=len(rows), desc=f"conductance {combo}", unit="img")
+        for chunk in range(n_chunks):
+            part = rows[chunk * opts.chunk_size:(chunk + 1) * opts.chunk_size]
+            names = [f"conductance/{combo}/{layer}" for layer in ctx.layer_names]
+            if not all(ctx.writer.has_chunk(name, chunk) for name in names):
+                result = layer_conductance(model, ctx.layer_names, ctx.loader(part), None,
+                                           n_steps=opts.n_steps, method=opts.method,
+                                           internal_batch_size=opts.internal_batch_size,
+                                           device=ctx.device)
+                for name, layer in zip(names, ctx.layer_names):
+                    ctx.writer.write_chunk(name, chunk, result[layer].numpy().astype(np.float32))
+            if bar is not None:
+                bar.update(len(part))
+        if bar is not None:
+            bar.close()
+        for layer in ctx.layer_names:
+            ctx.writer.concat_chunks(f"conductance/{combo}/{layer}", n_chunks)
+    for model_name, domain in [("target", "target"), ("source", "target"), ("target", "source"),
+                               ("source", "source")]:
+        combo = f"{model_name}_on_{domain}"
+        if all(ctx.writer.has(f"arrays/activations/{combo}/{l}") for l in ctx.layer_names):
+            continue
+        result = capture(ctx.models[model_name], ctx.loader(ctx.rows[domain]), layers=ctx.layer_names,
+                         reduce="max", device=ctx.device, progress=_bar(ctx, f"activations {combo}"))
+        for name in ctx.layer_names:
+            ctx.writer.write_array(f"activations/{combo}/{name}", result.activations[name].numpy().astype(np.float32))
+
+
+def _class_positions(ctx: _Context, domain: str) -> dict:
+    """{class label: positions within rows_{domain}} for classes that have instances there."""
+    labels = ctx.instances["label"].to_numpy()[ctx.rows[domain]]
+    return {c: np.flatnonzero(labels == c) for c in range(len(ctx.data.classes)) if np.any(labels == c)}
+
+
+def _stage_neurons(ctx: _Context) -> pl.DataFrame:
+    """Neuron extraction (§5.3.1 A1–A4): rank sums per model, class and layer on target instances."""
+    from .analysis.neurons import neuron_rank_scores
+
+    if ctx.writer.has("tables/neurons"):
+        return ctx.writer.read_table("neurons")
+    scopes = [(ctx.data.classes[c], pos) for c, pos in _class_positions(ctx, "target").items()]
+    scopes.append((ALL, np.arange(len(ctx.rows["target"]))))
+    frames = []
+    for model_name in ("source", "target"):
+        for layer in ctx.layers:
+            conductance = np.asarray(ctx.writer.read_array(f"conductance/{model_name}_on_target/{layer.name}"))
+            for scope, positions in scopes:
+                scores = neuron_rank_scores(conductance[positions])
+                order = np.lexsort((np.arange(len(scores)), -scores))  # largest first, ties by index
+                rank = np.empty(len(scores), dtype=np.int64)
+                rank[order] = np.arange(1, len(scores) + 1)
+                n_important = math.ceil(ctx.options.neuron_fraction * len(scores))
+                frames.append(pl.DataFrame({
+                    "model": model_name, "class": scope, "layer": layer.name,
+                    "neuron": np.arange(len(scores), dtype=np.int64), "score": scores.astype(np.float64),
+                    "rank": rank, "important": rank <= n_important}))
+    table = pl.concat(frames)
+    ctx.writer.write_table("neurons", table)
+    return table
+
+
+def _important(neurons: pl.DataFrame, model: str, scope: str, layer: str) -> np.ndarray:
+    """Important neuron indices, most important first."""
+    part = neurons.filter((pl.col("model") == model) & (pl.col("class") == scope)
+                          & (pl.col("layer") == layer) & pl.col("important")).sort("rank")
+    return part["neuron"].to_numpy()
+
+
+def _layer_pairs(ctx: _Context) -> list:
+    return list(zip(ctx.layer_names[:-1], ctx.layer_names[1:]))
+
+
+def _stage_weights(ctx: _Context) -> None:
+    """Weight extraction (§5.3.1 B1–B3) per class and consecutive pair, both models, plus the
+    inherited check (§5.3.2) and each pair's parameter matrix for the view's brightness."""
+    from .analysis.contributions import pair_weight_matrix, weight_contributions
+    from .analysis.similarity import neuron_similarity
+    from .analysis.weights import WeightCounter, default_k, inherited_weights
+
+    if ctx.writer.has("tables/important_weights"):
+        return
+    classes = _class_positions(ctx, "target")
+    rows = ctx.rows["target"]
+    labels = ctx.instances["label"].to_numpy()[rows]
+    frames = []
+    top = {}  # (model, class label, layer_from) -> the counter's top-k weights
+    for layer_from, layer_to in _layer_pairs(ctx):
+        try:  # a residual sum or concatenation between the two layers: no per-neuron weights
+            matrices = {m: pair_weight_matrix(ctx.models[m], layer_from, layer_to) for m in ("source", "target")}
+        except LayerError as exc:
+            ctx.warnings.append(f"weights skipped: {exc}")
+            continue
+        for model_name, matrix in matrices.items():
+            ctx.writer.write_array(f"weights/{model_name}/{layer_from}__{layer_to}", matrix.astype(np.float32))
+            n1, n2 = matrix.shape
+            k = ctx.options.k_weights or default_k(n1, n2)
+            counters = {c: WeightCounter(n1, n2) for c in classes}
+            start = 0
+            for batch_x, _ in ctx.loader(rows):
+                contrib = weight_contributions(ctx.models[model_name], layer_from, layer_to,
+                                               batch_x.to(ctx.device)).cpu()
+                batch_labels = labels[start:start + len(batch_x)]
+                for c in np.unique(batch_labels):
+                    counters[int(c)].update(contrib[torch.from_numpy(batch_labels == c)], k)
+                start += len(batch_x)
+            for c, counter in counters.items():
+                top[(model_name, c, layer_from)] = counter.top(k)
+    for layer_from, layer_to in _layer_pairs(ctx):
+        if ("target", next(iter(classes)), layer_from) not in top:
+            continue
+        cond = {(m, l): np.asarray(ctx.writer.read_array(f"conductance/{m}_on_target/{l}"))
+                for m in ("source", "target") for l in (layer_from, layer_to)}
+        for c, positions in classes.items():
+            source_top = top[("source", c, layer_from)]
+            target_top = top[("target", c, layer_from)]
+            sim_from = neuron_similarity(cond[("source", layer_from)][positions], cond[("target", layer_from)][positions])
+            sim_to = neuron_similarity(cond[("source", layer_to)][positions], cond[("target", layer_to)][positions])
+            match = inherited_weights((target_top["n1"], target_top["n2"]),
+                                      (source_top["n1"], source_top["n2"]), sim_from, sim_to)
+            for model_name, weights in (("source", source_top), ("target", target_top)):
+                frame = pl.DataFrame({
+                    "model": model_name, "class": ctx.data.classes[c], "layer_from": layer_from,
+                    "layer_to": layer_to, "n1": np.asarray(weights["n1"], dtype=np.int64),
+                    "n2": np.asarray(weights["n2"], dtype=np.int64),
+                    "count": np.asarray(weights["count"], dtype=np.int64),
+                    "rank": np.arange(1, len(weights["n1"]) + 1, dtype=np.int64)})
+                if model_name == "target":
+                    frame = frame.with_columns(pl.Series("inherited", match.inherited, dtype=pl.Boolean),
+                                               pl.Series("n1_match", match.n1_match, dtype=pl.Int64),
+                                               pl.Series("n2_match", match.n2_match, dtype=pl.Int64))
+                else:
+                    frame = frame.with_columns(pl.lit(None, dtype=pl.Boolean).alias("inherited"),
+                                               pl.lit(None, dtype=pl.Int64).alias("n1_match"),
+                                               pl.lit(None, dtype=pl.Int64).alias("n2_match"))
+                frames.append(frame)
+    ctx.writer.write_table("important_weights", pl.concat(frames) if frames else _empty_weights())
+
+
+def _empty_weights() -> pl.DataFrame:
+    return pl.DataFrame(schema={"model": pl.String, "class": pl.String, "layer_from": pl.String,
+                                "layer_to": pl.String, "n1": pl.Int64, "n2": pl.Int64, "count": pl.Int64,
+                                "rank": pl.Int64, "inherited": pl.Boolean, "n1_match": pl.Int64,
+                                "n2_match": pl.Int64})
+
+
+def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
+    """Domain discriminability (§5.4.1, Algorithm 1) of the target model's important neurons, per
+    class and over all classes, with the projection and biplot axes of §5.4.2."""
+    from .analysis.discriminability import domain_discriminability
+
+    if ctx.writer.has("tables/discriminability"):
+        return
+    source_classes, target_classes = _class_positions(ctx, "source"), _class_positions(ctx, "target")
+    scopes = [(ctx.data.classes[c], source_classes[c], target_classes[c])
+              for c in target_classes if c in source_classes]
+    scopes.append((ALL, np.arange(len(ctx.rows["source"])), np.arange(len(ctx.rows["target"]))))
+    cond_s = {l: np.asarray(ctx.writer.read_array(f"conductance/target_on_source/{l}")) for l in ctx.layer_names}
+    cond_t = {l: np.asarray(ctx.writer.read_array(f"conductance/target_on_target/{l}")) for l in ctx.layer_names}
+    rows, summary = [], []
+    for scope, pos_s, pos_t in _tqdm(ctx, scopes, desc="domain discriminability") or scopes:
+        columns = [(l, n) for l in ctx.layer_names for n in _important(neurons, "target", scope, l)]
+        src = np.column_stack([cond_s[l][pos_s, n] for l, n in columns]).astype(np.float64)
+        tgt = np.column_stack([cond_t[l][pos_t, n] for l, n in columns]).astype(np.float64)
+        fitted = domain_discriminability(src, tgt, cv=ctx.options.cv, random_state=ctx.options.seed)
+        coef = np.asarray(fitted.coef_, dtype=np.float64)
+        order = np.lexsort((np.arange(len(coef)), -np.abs(coef)))
+        rank = np.empty(len(coef), dtype=np.int64)
+        rank[order] = np.arange(1, len(coef) + 1)
+        rows.append(pl.DataFrame({"scope": scope, "layer": [l for l, _ in columns],
+                                  "neuron": np.array([n for _, n in columns], dtype=np.int64),
+                                  "coef": coef, "rank": rank}))
+        summary.append({"scope": scope, "cv_accuracy": float(fitted.cv_accuracy_), "C": float(fitted.C_),
+                        "n_source": len(pos_s), "n_target": len(pos_t), "n_features": len(columns)})
+        ctx.writer.write_array(f"discriminability/{scope}/projection", np.asarray(fitted.projection_, np.float32))
+        ctx.writer.write_array(f"discriminability/{scope}/axes", np.asarray(fitted.axes_, np.float32))
+    ctx.writer.write_table("discriminability_summary", pl.DataFrame(summary))
+    ctx.writer.write_table("discriminability", pl.concat(rows))
+
+
+def _stage_layer_metrics(ctx: _Context) -> None:
+    """Beyond the paper: linear CKA between the models and proxy A-distance per layer and model."""
+    from .analysis.discrepancy import proxy_a_distance
+    from .analysis.similarity import linear_cka
+
+    if ctx.writer.has("tables/layer_metrics"):
+        return
+
+    def act(combo, layer):
+        return np.asarray(ctx.writer.read_array(f"activations/{combo}/{layer}"), dtype=np.float64)
+
+    records = []
+    for layer in ctx.layer_names:
+        records.append({
+            "layer": layer,
+            "cka_target_data": float(linear_cka(act("source_on_target", layer), act("target_on_target", layer))),
+            "cka_source_data": float(linear_cka(act("source_on_source", layer), act("target_on_source", layer))),
+            "a_distance_source_model": float(proxy_a_distance(act("source_on_source", layer), act("source_on_target", layer),
+                                                              random_state=ctx.options.seed)),
+            "a_distance_target_model": float(proxy_a_distance(act("target_on_source", layer), act("target_on_target", layer),
+                                                              random_state=ctx.options.seed)),
+        })
+    ctx.writer.write_table("layer_metrics", pl.DataFrame(records))
+
+
+def _stage_changes(ctx: _Context, neurons: pl.DataFrame) -> None:
+    """Beyond the paper: per neuron, the relative change of its incoming weights and its rank shift."""
+    from .analysis.changes import rank_shift, weight_change
+
+    if ctx.writer.has("tables/neuron_changes"):
+        return
+    source_modules = dict(ctx.models["source"].named_modules())
+    target_modules = dict(ctx.models["target"].named_modules())
+    frames = []
+    for layer in ctx.layer_names:
+        change = weight_change(source_modules[layer].weight.detach().cpu().numpy(),
+                               target_modules[layer].weight.detach().cpu().numpy())
+
+        def ranks(model):
+            part = neurons.filter((pl.col("model") == model) & (pl.col("class") == ALL)
+                                  & (pl.col("layer") == layer)).sort("neuron")
+            return part["score"].to_numpy(), part["rank"].to_numpy()
+
+        (score_s, rank_s), (score_t, rank_t) = ranks("source"), ranks("target")
+        frames.append(pl.DataFrame({
+            "layer": layer, "neuron": np.arange(len(change), dtype=np.int64),
+            "weight_change": np.asarray(change, dtype=np.float64), "rank_source": rank_s,
+            "rank_target": rank_t, "rank_shift": np.asarray(rank_shift(score_s, score_t), dtype=np.int64)}))
+    ctx.writer.write_table("neuron_changes", pl.concat(frames))
+
+
+def _precompute_feature_vis(ctx: _Context, bundle, neurons: pl.DataFrame) -> None:
+    """Feature visualizations of every important neuron of both models, cached in the bundle."""
+    from .analysis.featurevis import visualize_neurons
+
+    split = ctx.data.target_train
+    for model_name in ("source", "target"):
+        for layer in ctx.layer_names:
+            wanted = neurons.filter((pl.col("model") == model_name) & (pl.col("layer") == layer)
+                                    & pl.col("important"))["neuron"].unique().sort().to_list()
+            wanted = [n for n in wanted if bundle.cache_array(f"featurevis/{model_name}/{layer}/{n}") is None]
+            if not wanted:
+                continue
+            images = visualize_neurons(ctx.models[model_name], layer, wanted, image_size=split.image_size,
+                                       mean=split.mean, std=split.std, steps=ctx.options.feature_vis_steps,
+                                       seed=ctx.options.seed, device=ctx.device)
+            for neuron, image in zip(wanted, images):
+                bundle.write_cache_array(f"featurevis/{model_name}/{layer}/{neuron}", image)
+
+
+# ---------------------------------------------------------------------------------------- progress
+def _tqdm(ctx: _Context, iterable=None, **kwargs):
+    """A tqdm bar when progress is on, else None (callers fall back to the plain iterable)."""
+    if not ctx.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs) if iterable is not None else tqdm(**kwargs)
+
+
+def _bar(ctx: _Context, desc: str):
+    """Progress argument for the analysis functions: a description when on, False when off."""
+    return desc if ctx.progress else False
+
+
+# -------------------------------------------------------------------------------------------- driver
+def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progress: bool = True,
+            resume: bool = True) -> Path:
+    """Compute the analysis bundle of a training run.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory written by ``tlexplorer train`` (or by :func:`tlexplorer.train_transfer`).
+    out : path, optional
+        The bundle directory (default ``run_dir/bundle``). Replaced atomically when finished.
+    options : AnalyzeOptions, optional
+    progress : bool
+        Progress bars on the terminal.
+    resume : bool
+        Reuse the completed work of an interrupted analysis with the same options.
+
+    Returns
+    -------
+    Path of the finished bundle.
+    """
+    from .bundle import BundleWriter, open_bundle
+    from .models import hidden_layers
+    from .training import load_run
+
+    options = options or AnalyzeOptions()
+    run = load_run(run_dir)
+    out = Path(out) if out is not None else Path(run_dir) / "bundle"
+    device = resolve_device(options.device)
+    data = run.data()
+    source, target = run.build_models()
+    models = {"source": source.to(device).eval(), "target": target.to(device).eval()}
+    layers = hidden_layers(target, options.layers)
+    hidden_layers(source, [l.name for l in layers])  # the same layers must exist in both models
+
+    writer = BundleWriter(out, resume=resume)
+    if writer.has("json/options") and writer.read_json("options").get("fingerprint") != options.fingerprint():
+        writer = BundleWriter(out, resume=False)  # other options: completed work does not apply
+    writer.write_json("options", {"fingerprint": options.fingerprint()})
+    ctx = _Context(run=run, data=data, models=models, layers=layers, writer=writer, options=options,
+                   device=device, progress=progress)
+    torch.manual_seed(options.seed)
+    _stage_instances(ctx)
+    _select_rows(ctx)
+    _stage_predictions(ctx)
+    _stage_projection(ctx)
+    scores = _stage_tables(ctx)
+    _stage_conductance(ctx)
+    neurons = _stage_neurons(ctx)
+    _stage_weights(ctx)
+    _stage_discriminability(ctx, neurons)
+    _stage_layer_metrics(ctx)
+    _stage_changes(ctx, neurons)
+    for model_name in ("source", "target"):
+        writer.write_file(f"models/{model_name}.pt", Path(run.path) / f"{model_name}.pt")
+
+    manifest = {
+        "tlexplorer_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "source_domain": data.source_name, "target_domain": data.target_name,
+        "classes": list(data.classes),
+        "model": run.config["model"],
+        "layers": [{"name": l.name, "kind": l.kind, "neurons": l.neurons} for l in layers],
+        "options": options.to_json(),
+        "inputs": {"checkpoints": run.config.get("checkpoints", {}), "data": data.hashes(),
+                   "data_spec": run.config.get("data"), "run_dir": str(Path(run_dir).resolve())},
+        "combos": [f"{m}_on_{d}" for m, d in _combos(ctx)],
+        "counts": {"instances": len(ctx.instances), "rows_source": len(ctx.rows["source"]),
+                   "rows_target": len(ctx.rows["target"])},
+        "image": {"size": data.image_size, "mean": list(data.target_train.mean),
+                  "std": list(data.target_train.std)},
+        "scores": scores,
+        "warnings": ctx.warnings,
+    }
+    path = writer.finalize(manifest)
+    if options.feature_vis:
+        _precompute_feature_vis(ctx, open_bundle(path), neurons)
+    return path
