@@ -282,7 +282,7 @@ def _class_positions(ctx: _Context, domain: str) -> dict:
 
 def _stage_neurons(ctx: _Context) -> pl.DataFrame:
     """Neuron extraction (§5.3.1 A1–A4): rank sums per model, class and layer on target instances."""
-    from .analysis.neurons import neuron_rank_scores
+    from .analysis.neurons import neuron_ranking
 
     if ctx.writer.has("tables/neurons"):
         return ctx.writer.read_table("neurons")
@@ -293,15 +293,9 @@ def _stage_neurons(ctx: _Context) -> pl.DataFrame:
         for layer in ctx.layers:
             conductance = np.asarray(ctx.writer.read_array(f"conductance/{model_name}_on_target/{layer.name}"))
             for scope, positions in scopes:
-                scores = neuron_rank_scores(conductance[positions])
-                order = np.lexsort((np.arange(len(scores)), -scores))  # largest first, ties by index
-                rank = np.empty(len(scores), dtype=np.int64)
-                rank[order] = np.arange(1, len(scores) + 1)
-                n_important = math.ceil(ctx.options.neuron_fraction * len(scores))
-                frames.append(pl.DataFrame({
-                    "model": model_name, "class": scope, "layer": layer.name,
-                    "neuron": np.arange(len(scores), dtype=np.int64), "score": scores.astype(np.float64),
-                    "rank": rank, "important": rank <= n_important}))
+                ranking = neuron_ranking(conductance[positions], fraction=ctx.options.neuron_fraction)
+                frames.append(ranking.select(pl.lit(model_name).alias("model"), pl.lit(scope).alias("class"),
+                                             pl.lit(layer.name).alias("layer"), pl.all()))
     table = pl.concat(frames)
     ctx.writer.write_table("neurons", table)
     return table
@@ -373,9 +367,11 @@ def _stage_weights(ctx: _Context) -> None:
                     "count": np.asarray(weights["count"], dtype=np.int64),
                     "rank": np.arange(1, len(weights["n1"]) + 1, dtype=np.int64)})
                 if model_name == "target":
-                    frame = frame.with_columns(pl.Series("inherited", match.inherited, dtype=pl.Boolean),
-                                               pl.Series("n1_match", match.n1_match, dtype=pl.Int64),
-                                               pl.Series("n2_match", match.n2_match, dtype=pl.Int64))
+                    # -1 marks a neuron without any similar source neuron (all-zero conductance)
+                    frame = frame.with_columns(
+                        pl.Series("inherited", match.inherited, dtype=pl.Boolean),
+                        pl.Series("n1_match", match.n1_match, dtype=pl.Int64).replace(-1, None),
+                        pl.Series("n2_match", match.n2_match, dtype=pl.Int64).replace(-1, None))
                 else:
                     frame = frame.with_columns(pl.lit(None, dtype=pl.Boolean).alias("inherited"),
                                                pl.lit(None, dtype=pl.Int64).alias("n1_match"),
@@ -395,6 +391,7 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     """Domain discriminability (§5.4.1, Algorithm 1) of the target model's important neurons, per
     class and over all classes, with the projection and biplot axes of §5.4.2."""
     from .analysis.discriminability import domain_discriminability
+    from .bundle import safe_component
 
     if ctx.writer.has("tables/discriminability"):
         return
@@ -419,8 +416,8 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
                                   "coef": coef, "rank": rank}))
         summary.append({"scope": scope, "cv_accuracy": float(fitted.cv_accuracy_), "C": float(fitted.C_),
                         "n_source": len(pos_s), "n_target": len(pos_t), "n_features": len(columns)})
-        ctx.writer.write_array(f"discriminability/{scope}/projection", np.asarray(fitted.projection_, np.float32))
-        ctx.writer.write_array(f"discriminability/{scope}/axes", np.asarray(fitted.axes_, np.float32))
+        ctx.writer.write_array(f"discriminability/{safe_component(scope)}/projection", np.asarray(fitted.projection_, np.float32))
+        ctx.writer.write_array(f"discriminability/{safe_component(scope)}/axes", np.asarray(fitted.axes_, np.float32))
     ctx.writer.write_table("discriminability_summary", pl.DataFrame(summary))
     ctx.writer.write_table("discriminability", pl.concat(rows))
 
@@ -545,10 +542,10 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     layers = hidden_layers(target, options.layers)
     hidden_layers(source, [l.name for l in layers])  # the same layers must exist in both models
 
-    writer = BundleWriter(out, resume=resume)
-    if writer.has("json/options") and writer.read_json("options").get("fingerprint") != options.fingerprint():
-        writer = BundleWriter(out, resume=False)  # other options: completed work does not apply
-    writer.write_json("options", {"fingerprint": options.fingerprint()})
+    # Completed work of an interrupted analysis is reused only for the same options and inputs.
+    fingerprint = hashlib.sha256(json.dumps([options.fingerprint(), run.config.get("checkpoints"),
+                                             data.hashes()], sort_keys=True).encode()).hexdigest()[:20]
+    writer = BundleWriter(out, resume=resume, fingerprint=fingerprint)
     ctx = _Context(run=run, data=data, models=models, layers=layers, writer=writer, options=options,
                    device=device, progress=progress)
     torch.manual_seed(options.seed)

@@ -365,19 +365,26 @@ def make_synthetic_bundle(path, *, classes=("0", "1", "2"), per_class: int = 6,
         rel = f"tables/{name}.parquet"
         (path / rel).parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(path / rel)
-        files[rel] = {"shape": [frame.height, frame.width], "dtype": "parquet",
-                      "bytes": (path / rel).stat().st_size}
+        files[rel] = _file_entry(path, rel, [frame.height, frame.width], "parquet")
     for name, arr in arrays.items():
         rel = f"arrays/{name}.npy"
         (path / rel).parent.mkdir(parents=True, exist_ok=True)
         np.save(path / rel, arr, allow_pickle=False)
-        files[rel] = {"shape": list(arr.shape), "dtype": str(arr.dtype),
-                      "bytes": (path / rel).stat().st_size}
+        files[rel] = _file_entry(path, rel, list(arr.shape), str(arr.dtype))
     for rel in _write_models(path, layers, len(list(classes))):
-        files[rel] = {"shape": None, "dtype": "state_dict", "bytes": (path / rel).stat().st_size}
+        files[rel] = _file_entry(path, rel, None, None)
     manifest["files"] = dict(sorted(files.items()))
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def _file_entry(root: Path, rel: str, shape, dtype) -> dict:
+    """The manifest's ``files`` entry, made by the bundle package's schema when it exists."""
+    try:
+        from tlexplorer.bundle.schema import file_entry
+    except ImportError:
+        return {"shape": shape, "dtype": dtype, "bytes": (root / rel).stat().st_size}
+    return file_entry(root / rel, rel)
 
 
 def _write_models(path: Path, layers, n_classes: int) -> list[str]:

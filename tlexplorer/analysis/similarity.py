@@ -2,21 +2,19 @@
 
 * :func:`neuron_similarity`: cosine similarity of every source-model neuron with every target-model
   neuron of the same layer, over the attributions both models give the same instances.
-* :func:`inherited_weights`: whether each important target weight has an important counterpart
-  between the most similar source neurons.
+* :func:`most_similar`: each neuron's most similar neuron in the other model (used by
+  :func:`tlexplorer.analysis.weights.inherited_weights`).
 * :func:`linear_cka`: linear centered kernel alignment of two representations of the same
   instances (Kornblith et al., 2019).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from .neurons import _as_matrix, _to_numpy
 
-__all__ = ["WeightInheritance", "inherited_weights", "linear_cka", "most_similar", "neuron_similarity"]
+__all__ = ["linear_cka", "most_similar", "neuron_similarity"]
 
 
 def neuron_similarity(a_source, a_target) -> np.ndarray:
@@ -89,85 +87,6 @@ def most_similar(similarity, axis: int = 0) -> np.ndarray:
     idx = np.argmax(s, axis=axis).astype(np.int64)
     idx[~np.any(s != 0, axis=axis)] = -1
     return idx
-
-
-class WeightInheritance(NamedTuple):
-    """Result of :func:`inherited_weights`, one entry per important target weight."""
-
-    n1_match: np.ndarray
-    """int64 (m,): most similar source neuron of ``n1`` in layer i (-1: none)."""
-    n2_match: np.ndarray
-    """int64 (m,): most similar source neuron of ``n2`` in layer i+1 (-1: none)."""
-    inherited: np.ndarray
-    """bool (m,): ``n1_match -> n2_match`` is an important source weight."""
-
-
-def _pairs(weights, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(n1, n2) int64 arrays from a frame with n1/n2 columns, a pair of arrays or an (m, 2) array."""
-    if hasattr(weights, "columns"):
-        if "n1" not in weights.columns or "n2" not in weights.columns:
-            raise ValueError(f"{name} needs columns n1 and n2, has {list(weights.columns)}")
-        n1, n2 = np.asarray(weights["n1"]), np.asarray(weights["n2"])
-    elif isinstance(weights, (tuple, list)):
-        if len(weights) != 2:
-            raise ValueError(f"{name} must be a pair (n1, n2) of index arrays")
-        n1, n2 = (_to_numpy(w, name) for w in weights)
-    else:
-        arr = _to_numpy(weights, name)
-        if arr.ndim != 2 or arr.shape[1] != 2:
-            raise ValueError(f"{name} must be a pair (n1, n2) or an (m, 2) array, got shape {arr.shape}")
-        n1, n2 = arr[:, 0], arr[:, 1]
-    n1 = np.asarray(n1).astype(np.int64).ravel()
-    n2 = np.asarray(n2).astype(np.int64).ravel()
-    if n1.shape != n2.shape:
-        raise ValueError(f"{name}: n1 and n2 differ in length ({n1.shape[0]} vs {n2.shape[0]})")
-    return n1, n2
-
-
-def inherited_weights(target_weights, source_weights, similarity_from, similarity_to) -> WeightInheritance:
-    """Which important target weights are inherited from the source model (paper §5.3.2).
-
-    For every important target weight ``n1 -> n2`` (layer i to i+1) the most similar source
-    neurons are ``n1' = argmax_s S_from[s, n1]`` and ``n2' = argmax_s S_to[s, n2]``; the weight is
-    *inherited* when ``n1' -> n2'`` is among the important source weights.
-
-    Parameters
-    ----------
-    target_weights, source_weights : polars.DataFrame with columns ``n1``, ``n2``, or a pair
-        ``(n1, n2)`` of int arrays of equal length, or an int array of shape (m, 2)
-        Important weights of the target and of the source model between the same two layers.
-    similarity_from : array_like, shape (source_neurons_i, target_neurons_i)
-        :func:`neuron_similarity` of layer i.
-    similarity_to : array_like, shape (source_neurons_i+1, target_neurons_i+1)
-        :func:`neuron_similarity` of layer i+1.
-
-    Returns
-    -------
-    WeightInheritance
-        ``n1_match``, ``n2_match`` (int64, -1 for a target neuron whose similarities are all 0)
-        and ``inherited`` (bool; False when a match is -1), each of shape (m_target,) in the order
-        of ``target_weights``.
-    """
-    t1, t2 = _pairs(target_weights, "target_weights")
-    s1, s2 = _pairs(source_weights, "source_weights")
-    s_from = _to_numpy(similarity_from, "similarity_from")
-    s_to = _to_numpy(similarity_to, "similarity_to")
-    for name, s, idx in (("similarity_from", s_from, t1), ("similarity_to", s_to, t2)):
-        if s.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (source neurons, target neurons), got {s.shape}")
-        if idx.size and (idx.min() < 0 or idx.max() >= s.shape[1]):
-            raise ValueError(f"target neuron index out of range for {name} with {s.shape[1]} columns")
-    if s1.size and (s1.min() < 0 or s1.max() >= s_from.shape[0]):
-        raise ValueError(f"source_weights n1 out of range for {s_from.shape[0]} source neurons")
-    if s2.size and (s2.min() < 0 or s2.max() >= s_to.shape[0]):
-        raise ValueError(f"source_weights n2 out of range for {s_to.shape[0]} source neurons")
-    m1 = most_similar(s_from, axis=0)[t1]
-    m2 = most_similar(s_to, axis=0)[t2]
-    width = s_to.shape[0]
-    source_keys = s1 * width + s2
-    ok = (m1 >= 0) & (m2 >= 0)
-    inherited = ok & np.isin(m1 * width + m2, source_keys)
-    return WeightInheritance(m1, m2, inherited)
 
 
 def linear_cka(x, y) -> float:

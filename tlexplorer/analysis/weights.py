@@ -10,16 +10,29 @@ are the important weights (B3).
 Both steps break ties deterministically by the flattened index ``a * n2 + b`` (lower first), i.e.
 row-major order over ``(n1, n2)``. The default ``k`` (:func:`default_k`) is the number of cells of
 the important-neuron block the network relation view draws; see ``docs/analysis-choices.md``.
+
+:func:`inherited_weights` then checks each important target weight against the important source
+weights between the most similar source neurons (paper §5.3.2).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 
 from .neurons import _to_numpy, n_important
+from .similarity import most_similar
 
-__all__ = ["WeightCounter", "default_k", "important_weights", "top_k_mask"]
+__all__ = [
+    "WeightCounter",
+    "WeightInheritance",
+    "default_k",
+    "important_weights",
+    "inherited_weights",
+    "top_k_mask",
+]
 
 # Work on about this many contribution values at a time (float32: 64 MiB) so that a batch of large
 # layers (e.g. 4096 x 4096 per instance) does not need several copies of the whole batch in memory.
@@ -186,18 +199,27 @@ class WeightCounter:
         self._counts = np.zeros(self.n1 * self.n2, dtype=np.int64)
         self._device_counts = None  # torch accumulator, used while batches arrive as tensors
 
-    def update(self, contributions) -> "WeightCounter":
+    def update(self, contributions, k: int | None = None) -> "WeightCounter":
         """Count one batch of instances.
 
         Parameters
         ----------
         contributions : array_like, shape (instances, n1, n2)
             numpy array or torch tensor (counted on its device, e.g. the GPU).
+        k : int, optional
+            Contributions kept per instance. Given before anything was counted it replaces the
+            counter's ``k``; afterwards it must equal it (counts of different ``k`` do not add up).
 
         Returns
         -------
         self
         """
+        if k is not None and int(k) != self.k:
+            if self.n_instances:
+                raise ValueError(f"k={k} differs from the k={self.k} already counted with")
+            if not 1 <= int(k) <= self.n1 * self.n2:
+                raise ValueError(f"k must be between 1 and n1 * n2 = {self.n1 * self.n2}, got {k}")
+            self.k = int(k)
         shape = tuple(contributions.shape)
         if len(shape) != 3 or shape[1:] != (self.n1, self.n2):
             raise ValueError(
@@ -294,3 +316,82 @@ def important_weights(contributions, k: int | None = None, *, fraction: float = 
         raise ValueError(f"contributions must be 3-D (instances, n1, n2), got shape {shape}")
     counter = WeightCounter(shape[1], shape[2], k, fraction=fraction, absolute=absolute)
     return counter.update(contributions).top()
+
+
+class WeightInheritance(NamedTuple):
+    """Result of :func:`inherited_weights`, one entry per important target weight."""
+
+    n1_match: np.ndarray
+    """int64 (m,): most similar source neuron of ``n1`` in layer i (-1: none)."""
+    n2_match: np.ndarray
+    """int64 (m,): most similar source neuron of ``n2`` in layer i+1 (-1: none)."""
+    inherited: np.ndarray
+    """bool (m,): ``n1_match -> n2_match`` is an important source weight."""
+
+
+def _pairs(weights, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(n1, n2) int64 arrays from a frame with n1/n2 columns, a pair of arrays or an (m, 2) array."""
+    if hasattr(weights, "columns"):
+        if "n1" not in weights.columns or "n2" not in weights.columns:
+            raise ValueError(f"{name} needs columns n1 and n2, has {list(weights.columns)}")
+        n1, n2 = np.asarray(weights["n1"]), np.asarray(weights["n2"])
+    elif isinstance(weights, (tuple, list)):
+        if len(weights) != 2:
+            raise ValueError(f"{name} must be a pair (n1, n2) of index arrays")
+        n1, n2 = (_to_numpy(w, name) for w in weights)
+    else:
+        arr = _to_numpy(weights, name)
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise ValueError(f"{name} must be a pair (n1, n2) or an (m, 2) array, got shape {arr.shape}")
+        n1, n2 = arr[:, 0], arr[:, 1]
+    n1 = np.asarray(n1).astype(np.int64).ravel()
+    n2 = np.asarray(n2).astype(np.int64).ravel()
+    if n1.shape != n2.shape:
+        raise ValueError(f"{name}: n1 and n2 differ in length ({n1.shape[0]} vs {n2.shape[0]})")
+    return n1, n2
+
+
+def inherited_weights(target_weights, source_weights, similarity_from, similarity_to) -> WeightInheritance:
+    """Which important target weights are inherited from the source model (paper §5.3.2).
+
+    For every important target weight ``n1 -> n2`` (layer i to i+1) the most similar source
+    neurons are ``n1' = argmax_s S_from[s, n1]`` and ``n2' = argmax_s S_to[s, n2]``; the weight is
+    *inherited* when ``n1' -> n2'`` is among the important source weights.
+
+    Parameters
+    ----------
+    target_weights, source_weights : polars.DataFrame with columns ``n1``, ``n2``, or a pair
+        ``(n1, n2)`` of int arrays of equal length, or an int array of shape (m, 2)
+        Important weights of the target and of the source model between the same two layers.
+    similarity_from : array_like, shape (source_neurons_i, target_neurons_i)
+        :func:`~tlexplorer.analysis.similarity.neuron_similarity` of layer i.
+    similarity_to : array_like, shape (source_neurons_i+1, target_neurons_i+1)
+        :func:`~tlexplorer.analysis.similarity.neuron_similarity` of layer i+1.
+
+    Returns
+    -------
+    WeightInheritance
+        ``n1_match``, ``n2_match`` (int64, -1 for a target neuron whose similarities are all 0)
+        and ``inherited`` (bool; False when a match is -1), each of shape (m_target,) in the order
+        of ``target_weights``.
+    """
+    t1, t2 = _pairs(target_weights, "target_weights")
+    s1, s2 = _pairs(source_weights, "source_weights")
+    s_from = _to_numpy(similarity_from, "similarity_from")
+    s_to = _to_numpy(similarity_to, "similarity_to")
+    for name, s, idx in (("similarity_from", s_from, t1), ("similarity_to", s_to, t2)):
+        if s.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (source neurons, target neurons), got {s.shape}")
+        if idx.size and (idx.min() < 0 or idx.max() >= s.shape[1]):
+            raise ValueError(f"target neuron index out of range for {name} with {s.shape[1]} columns")
+    if s1.size and (s1.min() < 0 or s1.max() >= s_from.shape[0]):
+        raise ValueError(f"source_weights n1 out of range for {s_from.shape[0]} source neurons")
+    if s2.size and (s2.min() < 0 or s2.max() >= s_to.shape[0]):
+        raise ValueError(f"source_weights n2 out of range for {s_to.shape[0]} source neurons")
+    m1 = most_similar(s_from, axis=0)[t1]
+    m2 = most_similar(s_to, axis=0)[t2]
+    width = s_to.shape[0]
+    source_keys = s1 * width + s2
+    ok = (m1 >= 0) & (m2 >= 0)
+    inherited = ok & np.isin(m1 * width + m2, source_keys)
+    return WeightInheritance(m1, m2, inherited)

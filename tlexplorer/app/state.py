@@ -96,7 +96,9 @@ class Session(param.Parameterized):
     layers = param.ListSelector(
         default=[], doc="Layers shown in the network relation view (default: all)")
     confusion_sort = param.String(
-        default="difference", doc="Confusion table column the rows are sorted by")
+        default="difference",
+        doc="Confusion table sort: a column ('class', 'source_accuracy', 'target_accuracy', "
+            "'difference', ...) with optional ':asc'/':desc' (numbers default to descending)")
     feature_order = param.Selector(
         objects=["descending", "ascending"], default="descending",
         doc="Feature ranking list order by |discriminability|")
@@ -124,6 +126,8 @@ class Session(param.Parameterized):
                 self.bundle = bundle
             self._configure(bundle)
         rest = {k: v for k, v in params.items() if k in _BUNDLE_DEPENDENT}
+        if "focus_class" in rest:  # first, so that explicit other choices win over following it
+            self.focus_class = rest.pop("focus_class")
         if rest:
             self.param.update(**rest)
 
@@ -143,6 +147,19 @@ class Session(param.Parameterized):
             layers=list(layers),
             selected_classes=selected,
         )
+
+    @param.depends("focus_class", watch=True)
+    def _follow_focus(self) -> None:
+        """Every view follows the focus class: the instance view shows it and its most frequent
+        confusion, the feature view its discriminability (unless showing all classes)."""
+        focus = self.focus_class
+        if focus is None or self.bundle is None:
+            return
+        other = most_confused_with(self.bundle, focus)
+        update: dict[str, Any] = {"selected_classes": [c for c in (focus, other) if c is not None]}
+        if self.feature_scope != ALL_SCOPE:
+            update["feature_scope"] = focus
+        self.param.update(**update)
 
     # ------------------------------------------------------------------ helpers for views
     @property

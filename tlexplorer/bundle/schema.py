@@ -121,7 +121,7 @@ def cache_relpath(name: str) -> str:
 
 
 def file_relpath(relpath: str) -> str:
-    """Validate the destination of ``BundleWriter.write_file`` (not a typed folder, not the manifest)."""
+    """Validate a ``BundleWriter.write_file`` destination (no typed folder, not the manifest)."""
     validate_name(relpath, what="path")
     top = relpath.split("/", 1)[0]
     if relpath == MANIFEST or top in TYPED_DIRS:

@@ -1,0 +1,86 @@
+"""Architectures by name, hidden-layer discovery on all four model kinds, checkpoint I/O."""
+import pytest
+import torch
+from torch import nn
+
+from tlexplorer.errors import LayerError, ModelError
+from tlexplorer.models import (DigitsAlexNet, build_model, hidden_layers, load_checkpoint, output_layer,
+                               replace_head, save_checkpoint)
+
+
+def test_digits_alexnet_has_seven_hidden_layers_and_runs_on_32px():
+    model = build_model("digits-alexnet", 10).eval()
+    layers = hidden_layers(model)
+    assert [l.kind for l in layers] == ["conv"] * 5 + ["linear"] * 2
+    assert [l.name for l in layers][:2] == ["features.conv1", "features.conv2"]
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name, n_layers, first, last", [
+    ("alexnet", 7, ("features.0", 64), ("classifier.4", 4096)),
+    ("vgg11", 10, ("features.0", 64), ("classifier.3", 4096)),
+    ("resnet18", 20, ("conv1", 64), ("layer4.1.conv2", 512)),
+])
+def test_torchvision_models_layer_discovery(name, n_layers, first, last):
+    model = build_model(name, 31)
+    layers = hidden_layers(model)
+    assert len(layers) == n_layers
+    assert (layers[0].name, layers[0].neurons) == first
+    assert (layers[-1].name, layers[-1].neurons) == last
+    head_name, head = output_layer(model)
+    assert head.out_features == 31 and head_name not in [l.name for l in layers]
+
+
+def test_user_named_layers_and_errors():
+    model = build_model("digits-alexnet", 10)
+    layers = hidden_layers(model, ["features.conv3", "classifier.fc7"])
+    assert [(l.name, l.neurons) for l in layers] == [("features.conv3", 96), ("classifier.fc7", 128)]
+    with pytest.raises(LayerError, match="'features.conv9' is not in DigitsAlexNet"):
+        hidden_layers(model, ["features.conv9"])
+    with pytest.raises(LayerError, match="'features.relu1' is a ReLU"):
+        hidden_layers(model, ["features.relu1"])
+
+
+def test_unknown_model_name():
+    with pytest.raises(ModelError, match="unknown model 'lenet': choose one of digits-alexnet"):
+        build_model("lenet", 10)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = build_model("digits-alexnet", 10)
+    path = save_checkpoint(model, tmp_path / "m.pt")
+    other = load_checkpoint(build_model("digits-alexnet", 10), path)
+    for a, b in zip(model.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left
+
+
+def test_checkpoint_of_another_architecture_is_one_line_error(tmp_path):
+    path = save_checkpoint(build_model("digits-alexnet", 10), tmp_path / "m.pt")
+    with pytest.raises(ModelError) as exc:
+        load_checkpoint(build_model("digits-alexnet", 5), path)
+    message = str(exc.value)
+    assert "\n" not in message and str(path) in message and "shape mismatch" in message
+    with pytest.raises(ModelError, match="missing"):
+        load_checkpoint(build_model("alexnet", 10), path)
+
+
+def test_checkpoint_refuses_pickled_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"w": torch.zeros(1), "obj": object()}, path)
+    with pytest.raises(ModelError, match="not a readable weights-only checkpoint"):
+        load_checkpoint(build_model("digits-alexnet", 10), path)
+
+
+def test_missing_checkpoint_names_file(tmp_path):
+    with pytest.raises(ModelError, match="nope.pt: checkpoint file not found"):
+        load_checkpoint(build_model("digits-alexnet", 10), tmp_path / "nope.pt")
+
+
+def test_replace_head_keeps_body():
+    model = DigitsAlexNet(num_classes=10)
+    conv1 = model.features.conv1.weight.clone()
+    replace_head(model, 3)
+    assert model.classifier.fc8.out_features == 3
+    assert torch.equal(model.features.conv1.weight, conv1)
+    assert isinstance(output_layer(model)[1], nn.Linear)

@@ -1,0 +1,419 @@
+"""Layer Conductance of many layers from one integrated-gradients path (paper §5.3.1, §5.4.1).
+
+``captum.attr.LayerConductance`` computes one layer per call, so the conductance of the 7 hidden
+layers of an AlexNet costs 7 forward and backward passes over the same ``n_steps + 1`` scaled inputs.
+All layers can share them: hook every listed layer's output, take the gradient of the target output
+with respect to all hooked outputs in one backward pass, and combine as captum does,
+
+.. math:: \\mathrm{cond}(y) = \\sum_{k=0}^{n-1} \\bigl(y(\\alpha_{k+1}) - y(\\alpha_k)\\bigr)
+          \\, \\frac{\\partial F}{\\partial y}(\\alpha_k),
+
+with ``alpha_0 < ... < alpha_n`` the ``n_steps + 1`` points captum's ``method`` gives. The result
+equals captum's per layer up to float rounding (tests check it).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ..errors import LayerError
+from ._hooks import (Hooks, Inputs, LayerSpec, batch_baseline, batch_targets, check_targets,
+                     forward_fits, inference_mode, iter_batches, num_instances, resolve_layers)
+
+__all__ = ["layer_conductance", "CompletenessReport", "ConvergenceWarning", "SUPPORTED_METHODS",
+           "DEFAULT_COMPLETENESS_TOL"]
+
+#: Integration methods, as captum names them.
+SUPPORTED_METHODS = ("riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle",
+                     "gausslegendre")
+#: Relative completeness gap above which :class:`ConvergenceWarning` is raised (see
+#: :meth:`CompletenessReport.relative_gap`). Integrated-gradients practice asks for a few percent;
+#: 5% is where the neuron rankings built on conductance start to shift with ``n_steps``.
+DEFAULT_COMPLETENESS_TOL = 0.05
+REDUCTIONS = ("max", "sum", "mean", None)
+
+
+class ConvergenceWarning(UserWarning):
+    """The conductance of a layer does not add up to ``F(x) - F(baseline)``: raise ``n_steps``."""
+
+
+@dataclass(frozen=True)
+class CompletenessReport:
+    """How far each layer's total conductance is from ``F(x) - F(baseline)``.
+
+    For a layer that every path from input to output crosses (a *cut*: any layer of a plain
+    feed-forward CNN), the conductance summed over all its neurons (full maps, before the
+    max-reduction) approaches ``F(x) - F(baseline)`` as ``n_steps`` grows; the gap measures the
+    integration error. Layers inside a residual block are bypassed by the skip connection, so their
+    sum is not expected to match (``cut[layer]`` is False) and they never trigger the warning.
+
+    Attributes
+    ----------
+    sums : dict of str to Tensor (N,)
+        Per layer and instance: the conductance summed over the layer's whole output.
+    delta : Tensor (N,)
+        ``F(x) - F(baseline)`` of the target output, per instance.
+    cut : dict of str to bool
+        Whether the layer was found to be a cut (see :func:`layer_conductance`, Notes).
+    tolerance : float or None
+        The threshold on :meth:`relative_gap` used for the warning.
+    """
+
+    sums: dict
+    delta: Tensor
+    cut: dict
+    tolerance: "float | None" = DEFAULT_COMPLETENESS_TOL
+    layers: tuple = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(self.sums))
+
+    def gap(self, layer: str) -> Tensor:
+        """``sums[layer] - delta``, per instance (N,)."""
+        return self.sums[layer] - self.delta
+
+    def relative_gap(self, layer: str) -> float:
+        """``sum_i |sums_i - delta_i| / sum_i |delta_i|`` over the instances.
+
+        Pooled over instances so that an instance whose output barely moves from the baseline
+        (``delta_i`` near 0) does not make the ratio meaningless.
+        """
+        num = float(self.gap(layer).abs().sum())
+        den = float(self.delta.abs().sum())
+        if den == 0.0:
+            return 0.0 if num == 0.0 else math.inf
+        return num / den
+
+    @property
+    def relative_gaps(self) -> dict:
+        """``{layer: relative_gap(layer)}``."""
+        return {layer: self.relative_gap(layer) for layer in self.layers}
+
+    def failing(self, tolerance: "float | None" = None) -> list:
+        """Cut layers whose relative gap exceeds ``tolerance`` (default: ``self.tolerance``)."""
+        tol = self.tolerance if tolerance is None else tolerance
+        if tol is None:
+            return []
+        return [layer for layer in self.layers if self.cut[layer] and self.relative_gap(layer) > tol]
+
+    @property
+    def converged(self) -> bool:
+        """No cut layer beyond the tolerance."""
+        return not self.failing()
+
+    def __str__(self) -> str:
+        rows = [f"{'layer':<24} {'cut':>5} {'relative gap':>13}"]
+        for layer in self.layers:
+            rows.append(f"{layer:<24} {str(self.cut[layer]):>5} {self.relative_gap(layer):>13.2e}")
+        return "\n".join(rows)
+
+
+def path_alphas(method: str, n_steps: int) -> list:
+    """The ``n_steps + 1`` path points (scaling factors in [0, 1], ascending) captum's
+    LayerConductance evaluates for ``method``. Conductance uses no step weights: it differences
+    consecutive layer outputs, so the method only moves the points (Gauss-Legendre nodes exclude 0
+    and 1)."""
+    if method not in SUPPORTED_METHODS:
+        raise ValueError(f"unknown integration method {method!r}: choose one of "
+                         f"{', '.join(SUPPORTED_METHODS)}")
+    if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    # captum's own builders, so the points are bit-identical to LayerConductance's.
+    _, alphas = approximation_parameters(method)
+    return list(alphas(n_steps + 1))
+
+
+class _PathRecorder:
+    """Forward hooks that keep each layer's output (the graph node we differentiate against) and
+    hand the rest of the network a clone, so that in-place ops downstream (``ReLU(inplace=True)``)
+    do not overwrite the kept values - the same trick captum uses."""
+
+    def __init__(self, model_name: str):
+        self.model_name = model_name
+        self.outputs: dict = {}
+        self.active = True
+
+    def hook(self, name: str):
+        def fn(module, inputs, output):
+            if not self.active:
+                return None
+            if not isinstance(output, Tensor):
+                raise LayerError(f"layer {name!r} returns a {type(output).__name__}, not a tensor")
+            if name in self.outputs:
+                raise LayerError(f"layer {name!r} runs more than once per forward pass of "
+                                 f"{self.model_name}; its conductance is ambiguous")
+            if not output.requires_grad:  # frozen parameters: make the output a leaf we can differentiate
+                output.requires_grad_()
+            self.outputs[name] = output
+            return output.clone()
+        return fn
+
+
+def _probe(model: nn.Module, named, x0: Tensor, t0: int, check_cut: bool):
+    """One forward pass of one instance: fail early with one-line errors (input shape, unreached
+    layers, target range), and find which layers are cuts.
+
+    A layer is a cut when the target output of a random input with the layer's output overridden by
+    the one of ``x0`` equals the output of ``x0``: nothing bypasses the layer.
+    """
+    model_name = type(model).__name__
+    kept: dict = {}
+
+    def keep(name):
+        def fn(module, inputs, output):
+            if not isinstance(output, Tensor):
+                raise LayerError(f"layer {name!r} returns a {type(output).__name__}, not a tensor")
+            if name in kept:
+                raise LayerError(f"layer {name!r} runs more than once per forward pass of "
+                                 f"{model_name}; its conductance is ambiguous")
+            kept[name] = output.detach().clone()
+        return fn
+
+    with Hooks() as hooks, torch.no_grad():
+        for name, module in named:
+            hooks.forward(module, keep(name))
+        logits = forward_fits(model, x0)
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"{model_name} must return logits (N, classes), got {shape}")
+    for name, _ in named:
+        if name not in kept:
+            raise LayerError(f"layer {name!r} is never reached by the forward pass of {model_name}")
+    num_classes = logits.shape[1]
+    cut = {name: True for name, _ in named}
+    if check_cut:
+        check_targets(torch.tensor([t0]), num_classes)
+        f0 = logits[0, t0]
+        gen = torch.Generator().manual_seed(0)
+        x_rand = torch.randn(x0.shape, generator=gen, dtype=torch.float64).to(x0)
+        for name, module in named:
+            with Hooks() as hooks, torch.no_grad():
+                hooks.forward(module, lambda m, i, o, v=kept[name]: v.clone())
+                f = model(x_rand)[0, t0]
+            cut[name] = bool(torch.isclose(f, f0, rtol=1e-4, atol=1e-5 * (1.0 + float(f0.abs()))))
+    return num_classes, cut
+
+
+def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor, steps_per_chunk,
+                       endpoints_on_path: bool):
+    """Full conductance maps ``{name: (G, *layer shape)}`` and ``F(x) - F(b)`` (G,) of G instances.
+
+    The ``n_steps + 1`` points of each instance are processed ``steps_per_chunk`` at a time, step
+    major (as captum orders them); the last step's layer outputs and gradients carry over to the
+    next chunk, so no point is evaluated twice.
+    """
+    n_points = alphas.numel()
+    g_count = x.shape[0]
+    diff = x - b
+    acc: dict = {}
+    carry: dict = {}
+    f_start = f_end = None
+    for s0 in range(0, n_points, steps_per_chunk):
+        s1 = min(s0 + steps_per_chunk, n_points)
+        steps = s1 - s0
+        a = alphas[s0:s1].view(steps, *([1] * x.dim()))
+        points = (b.unsqueeze(0) + a * diff.unsqueeze(0)).reshape(steps * g_count, *x.shape[1:])
+        rec.outputs.clear()
+        with torch.enable_grad():
+            logits = model(points)
+            selected = logits.gather(1, t.repeat(steps).unsqueeze(1)).squeeze(1)
+            outs = [rec.outputs[name] for name in names]
+            # One backward pass for every layer; nothing below the first layer is computed.
+            grads = torch.autograd.grad(selected.sum(), outs, allow_unused=True)
+        selected = selected.detach().view(steps, g_count)
+        if s0 == 0:
+            f_start = selected[0]
+        if s1 == n_points:
+            f_end = selected[-1]
+        for name, out, grad in zip(names, outs, grads):
+            y = out.detach().view(steps, g_count, *out.shape[1:])
+            g = torch.zeros_like(y) if grad is None else grad.view_as(y)
+            part = ((y[1:] - y[:-1]) * g[:-1]).sum(0) if steps > 1 else None
+            if name in carry:  # the step that joins this chunk to the previous one
+                prev_y, prev_g = carry.pop(name)
+                joint = (y[0] - prev_y) * prev_g
+                part = joint if part is None else part + joint
+            if s1 < n_points:
+                carry[name] = (y[-1].clone(), g[-1].clone())
+            if part is not None:
+                acc[name] = part if name not in acc else acc[name] + part
+        del outs, grads, logits, selected
+        rec.outputs.clear()
+    if endpoints_on_path:
+        delta = f_end - f_start
+    else:  # Gauss-Legendre / Riemann left, right, middle: the path misses x or the baseline
+        rec.active = False
+        try:
+            with torch.no_grad():
+                ends = model(torch.cat([x, b])).gather(1, t.repeat(2).unsqueeze(1)).squeeze(1)
+        finally:
+            rec.active = True
+        delta = ends[:g_count] - ends[g_count:]
+    return acc, delta
+
+
+def _reduce(t: Tensor, reduce: "str | None") -> Tensor:
+    if reduce is None or t.dim() <= 2:
+        return t
+    dims = tuple(range(2, t.dim()))
+    if reduce == "max":
+        return t.amax(dim=dims)
+    if reduce == "sum":
+        return t.sum(dim=dims)
+    return t.mean(dim=dims)
+
+
+def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]", inputs: Inputs,
+                      target: Any = None, *, n_steps: int = 50, method: str = "riemann_trapezoid",
+                      baseline: Any = None, internal_batch_size: "int | None" = None,
+                      reduce: "str | None" = "max", device=None, progress: bool = False,
+                      return_report: bool = False,
+                      completeness_tol: "float | None" = DEFAULT_COMPLETENESS_TOL):
+    """Layer Conductance of every neuron of several layers, from one integrated-gradients path.
+
+    Equal, layer by layer, to ``captum.attr.LayerConductance(model, layer).attribute(inputs,
+    baselines=baseline, target=target, n_steps=n_steps, method=method)`` (then reduced), at the cost
+    of one forward and one backward pass over the ``N * (n_steps + 1)`` path points for all layers
+    together.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Returns logits (N, classes). Put in eval mode for the call (each module's mode is restored
+        after) and moved to ``device`` and back when it lives elsewhere.
+    layers : str, nn.Module or sequence of them
+        Layer names (as :func:`tlexplorer.models.hidden_layers` gives them) or the modules
+        themselves. The conductance is that of the module's output (before a following ReLU).
+    inputs : Tensor (N, C, H, W) or iterable of (x, y) batches
+        Images, or a DataLoader streamed batch by batch (results are concatenated on the CPU).
+        Inputs are cast to the model's dtype (float32 by default).
+    target : int, Tensor (N,) or None
+        Class index per instance (or one for all). None with batches of ``(x, y)``: each
+        instance's true label ``y``.
+    n_steps : int
+        Integration steps; the path has ``n_steps + 1`` points, as in captum.
+    method : {'riemann_trapezoid', 'riemann_left', 'riemann_right', 'riemann_middle', 'gausslegendre'}
+        Where the path points lie (captum's ``method``). Note captum's own default is
+        ``gausslegendre``; ours is ``riemann_trapezoid``, whose path includes the baseline and the
+        input, so completeness is measured without an extra forward pass.
+    baseline : None, float, Tensor (C, H, W), (1, C, H, W) or (N, C, H, W)
+        The path's start; zeros by default.
+    internal_batch_size : int, optional
+        Most path points per forward/backward pass: bounds memory. None: all ``B * (n_steps + 1)``
+        points of each batch of B instances at once.
+    reduce : {'max', 'sum', 'mean', None}
+        How a conv layer's conductance map becomes one value per channel: ``'max'`` over space
+        (paper §5.3.1); None returns the full maps (N, C, H, W).
+    device : str or torch.device, optional
+        Where to compute; default :func:`tlexplorer.config.resolve_device` (the GPU when there is one).
+    progress : bool
+        Show a tqdm progress bar (instances).
+    return_report : bool
+        Also return the :class:`CompletenessReport`.
+    completeness_tol : float or None
+        Warn (:class:`ConvergenceWarning`) when a cut layer's relative completeness gap exceeds it
+        (default 0.05, i.e. 5%); None: never warn.
+
+    Returns
+    -------
+    conductance : dict of str to Tensor
+        ``{layer name: (N, neurons)}`` on the CPU in the model's dtype, in the order of ``layers``
+        (full output shape with ``reduce=None``).
+    report : CompletenessReport
+        Only with ``return_report=True``.
+
+    Raises
+    ------
+    LayerError
+        A layer that is not in the model, never reached by the forward pass, or run more than once
+        per pass.
+    ValueError
+        Inputs that are not 4-D or do not fit the model, a target out of range, a bad ``method``,
+        ``n_steps``, ``reduce`` or ``internal_batch_size``.
+
+    Notes
+    -----
+    Completeness: for a layer that is a cut of the network, the conductance summed over the whole
+    layer output approaches ``F(x) - F(baseline)``. A layer is tested for being a cut on the first
+    instance: run a random input with the layer's output replaced by that of the instance; the
+    target output is unchanged exactly when nothing bypasses the layer (inside a residual block it
+    changes). The hooks are removed on return and on error.
+
+    Examples
+    --------
+    >>> model = build_model("digits-alexnet", 10)                  # doctest: +SKIP
+    >>> names = [layer.name for layer in hidden_layers(model)]
+    >>> cond = layer_conductance(model, names, loader)             # true labels as targets
+    >>> cond["features.conv1"].shape
+    torch.Size([N, 32])
+    """
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    alphas_list = path_alphas(method, n_steps)
+    if internal_batch_size is not None and (not isinstance(internal_batch_size, int)
+                                            or internal_batch_size < 1):
+        raise ValueError(f"internal_batch_size must be a positive int or None, got {internal_batch_size!r}")
+    named = resolve_layers(model, layers)
+    names = [name for name, _ in named]
+    n_points = n_steps + 1
+    endpoints_on_path = alphas_list[0] == 0.0 and alphas_list[-1] == 1.0
+
+    chunks: dict = {name: [] for name in names}
+    sums: dict = {name: [] for name in names}
+    deltas: list = []
+    cut: "dict | None" = None
+    rec = _PathRecorder(type(model).__name__)
+    bar = tqdm(total=num_instances(inputs), unit="img", desc="layer conductance", disable=not progress)
+    try:
+        with inference_mode(model, device) as (dev, dtype), Hooks() as hooks:
+            alphas = torch.tensor(alphas_list, dtype=dtype, device=dev)
+            num_classes = None
+            for x, y, offset in iter_batches(inputs):
+                x = x.to(device=dev, dtype=dtype)
+                batch = x.shape[0]
+                t = batch_targets(target, y, offset, batch).to(dev)
+                b = batch_baseline(baseline, offset, batch, x)
+                if num_classes is None:
+                    # Before any hook of the main pass exists: cheap one-instance checks.
+                    num_classes, cut = _probe(model, named, x[:1], int(t[0].clamp(min=0)),
+                                              check_cut=True)
+                    for name, module in named:
+                        hooks.forward(module, rec.hook(name))
+                check_targets(t, num_classes)
+                if internal_batch_size is None:
+                    group, steps_per_chunk = batch, n_points
+                else:
+                    group = min(batch, max(1, internal_batch_size // n_points))
+                    steps_per_chunk = min(n_points, max(1, internal_batch_size // group))
+                for g0 in range(0, batch, group):
+                    g1 = min(g0 + group, batch)
+                    acc, delta = _conductance_group(model, names, rec, x[g0:g1], b[g0:g1], t[g0:g1],
+                                                    alphas, steps_per_chunk, endpoints_on_path)
+                    for name in names:
+                        full = acc[name]
+                        sums[name].append(full.flatten(1).sum(1).cpu())
+                        chunks[name].append(_reduce(full, reduce).cpu())
+                    deltas.append(delta.cpu())
+                    bar.update(g1 - g0)
+    finally:
+        bar.close()
+    if not deltas:
+        raise ValueError("inputs hold no instances")
+    result = {name: torch.cat(chunks[name]) for name in names}
+    report = CompletenessReport(sums={name: torch.cat(sums[name]) for name in names},
+                                delta=torch.cat(deltas), cut=cut, tolerance=completeness_tol)
+    failing = report.failing()
+    if failing:
+        gaps = ", ".join(f"{layer} {report.relative_gap(layer):.1%}" for layer in failing)
+        warnings.warn(f"conductance does not add up to F(x) - F(baseline) within "
+                      f"{completeness_tol:.0%} ({gaps}); raise n_steps (now {n_steps})",
+                      ConvergenceWarning, stacklevel=2)
+    return (result, report) if return_report else result

@@ -1,0 +1,315 @@
+"""Embeddings and their 2-D projection (paper §5.2), with openTSNE.
+
+Every instance is embedded once (:func:`tsne_layout`, run by ``tlexplorer analyze`` and stored as
+``arrays/tsne.npy``); the instance view re-projects the instances of the selected classes on demand
+(:func:`project_subset`), starting from their rows of the global layout so that the picture changes
+little and converges fast.
+
+Pre-processing, shared by both: the embeddings (the target model's activations right before its first
+fully-connected layer) are centred and, when wider than ``pca_dims`` (50), reduced to their first 50
+principal components with scikit-learn's PCA (seeded). That is the standard t-SNE pre-processing: it
+keeps the neighbourhoods that matter, and makes nearest-neighbour search and the perplexity calibration
+10-20x cheaper for 1,000-9,216-dimensional AlexNet embeddings. Features are *not* z-scored: they are
+activations in one common unit, and z-scoring would inflate the noise of nearly dead neurons.
+
+Algorithm choices (openTSNE 1.0):
+
+- nearest neighbours: exact brute force (scikit-learn, BLAS) up to ``20,000`` points, where it beats
+  approximate search; Annoy (bundled with openTSNE, works offline) above that. pynndescent and hnswlib
+  are optional openTSNE back-ends that are not installed.
+- gradients: Barnes-Hut below 10,000 points, FFT-accelerated interpolation (FIt-SNE) above.
+- initialisation: PCA, rescaled to standard deviation 1e-4 (openTSNE's ``initialization.pca``).
+- perplexity: at most ``(N - 1) / 3`` so that the 3·perplexity neighbours exist for tiny N.
+
+Both functions are deterministic for a fixed ``random_state`` and number of threads.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+import numpy as np
+
+__all__ = ["tsne_layout", "project_subset", "prepare_embeddings"]
+
+#: Below this many points the gradient uses Barnes-Hut, from it on FFT interpolation.
+FFT_MIN_POINTS = 10_000
+#: Up to this many points neighbours are searched exactly (brute force), above it with Annoy.
+EXACT_KNN_MAX_POINTS = 20_000
+#: Fewest points t-SNE is run on; fewer are laid out by PCA alone.
+MIN_TSNE_POINTS = 4
+
+ProgressCallback = Callable[[int, int], Optional[bool]]
+
+
+def _default_jobs(n_jobs: "int | None") -> int:
+    if n_jobs is not None:
+        return int(n_jobs)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_embeddings(embeddings) -> np.ndarray:
+    x = np.asarray(embeddings)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be a 2-D array (instances, features), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    if x.size and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).any(axis=1).sum())
+        raise ValueError(f"embeddings contain NaN or infinite values in {bad} of {len(x)} rows")
+    return x
+
+
+def prepare_embeddings(embeddings, *, pca_dims: int = 50, random_state: int = 0) -> np.ndarray:
+    """Centre embeddings and keep their first ``pca_dims`` principal components when wider.
+
+    Parameters
+    ----------
+    embeddings : array_like, shape (N, D)
+    pca_dims : int
+        Width above which PCA reduces the data (0 or None: never).
+    random_state : int
+
+    Returns
+    -------
+    ndarray, shape (N, min(D, pca_dims, N)), float32 or float64 as given
+    """
+    x = _check_embeddings(embeddings)
+    n, d = x.shape
+    if pca_dims and d > pca_dims and n > 1:
+        from sklearn.decomposition import PCA
+
+        k = min(pca_dims, n)
+        return PCA(n_components=k, random_state=random_state).fit_transform(x)
+    return x - x.mean(axis=0, keepdims=True) if n else x
+
+
+def _fallback_layout(z: np.ndarray) -> np.ndarray:
+    """Layout for fewer than MIN_TSNE_POINTS points or degenerate data: the first 2 PCs (or zeros)."""
+    out = np.zeros((len(z), 2), dtype=np.float32)
+    if len(z) > 1 and z.std() > 0:
+        _, _, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
+        proj = (z - z.mean(axis=0)) @ vt[:2].T
+        out[:, :proj.shape[1]] = proj
+    return out
+
+
+def _affinities(z: np.ndarray, perplexity: float, n_jobs: int, random_state: int, verbose: bool):
+    from openTSNE import affinity
+
+    if len(z) <= EXACT_KNN_MAX_POINTS:
+        method, knn_kwargs = "exact", {"algorithm": "brute"}
+    else:
+        method, knn_kwargs = "annoy", None
+    return affinity.PerplexityBasedNN(
+        z, perplexity=perplexity, method=method, knn_kwargs=knn_kwargs, n_jobs=n_jobs,
+        random_state=random_state, verbose=verbose)
+
+
+def _effective_perplexity(perplexity: float, n: int) -> float:
+    if perplexity <= 0:
+        raise ValueError(f"perplexity must be positive, got {perplexity}")
+    return float(min(perplexity, (n - 1) / 3.0))
+
+
+def _optimize(init: np.ndarray, affinities, *, early_iter: int, n_iter: int, n_jobs: int,
+              random_state: int, callback: "ProgressCallback | None", every: int,
+              verbose: bool) -> np.ndarray:
+    """Early exaggeration (12, momentum 0.5) then the normal phase (momentum 0.8), as openTSNE's TSNE.
+
+    ``callback(iteration, total)`` is called every ``every`` iterations and at the end; returning
+    False stops the optimisation and the current positions are returned.
+    """
+    from openTSNE import TSNEEmbedding
+    from openTSNE.tsne import OptimizationInterrupt
+
+    n = len(init)
+    total = early_iter + n_iter
+    method = "bh" if n < FFT_MIN_POINTS else "fft"
+    embedding = TSNEEmbedding(init, affinities, negative_gradient_method=method, n_jobs=n_jobs,
+                              random_state=random_state, verbose=verbose)
+    last = [0]
+
+    def phase_callback(offset):
+        def _cb(iteration, error, emb):  # openTSNE's signature; True means stop
+            last[0] = offset + iteration
+            return callback(offset + iteration, total) is False
+        return [_cb]
+
+    phases = [(early_iter, 12.0, 0.5, 0), (n_iter, None, 0.8, early_iter)]
+    try:
+        for iters, exaggeration, momentum, offset in phases:
+            if iters <= 0:
+                continue
+            embedding.optimize(
+                n_iter=iters, exaggeration=exaggeration, momentum=momentum, inplace=True,
+                propagate_exception=True,
+                callbacks=phase_callback(offset) if callback is not None else None,
+                callbacks_every_iters=every)
+    except OptimizationInterrupt as stop:
+        embedding = stop.final_embedding
+    else:
+        if callback is not None and last[0] != total:
+            callback(total, total)
+    return np.asarray(embedding, dtype=np.float32).copy()
+
+
+class _TqdmProgress:
+    """Adapts a tqdm bar to the ``callback(iteration, total)`` protocol (and chains a user callback)."""
+
+    def __init__(self, total: int, desc: str, chained: "ProgressCallback | None"):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="it", leave=False)
+        self.chained = chained
+
+    def __call__(self, iteration: int, total: int):
+        self.bar.update(iteration - self.bar.n)
+        if self.chained is not None:
+            return self.chained(iteration, total)
+        return None
+
+    def close(self):
+        self.bar.close()
+
+
+def tsne_layout(embeddings, *, perplexity: float = 30.0, random_state: int = 0,
+                n_jobs: "int | None" = None, progress: bool = False, n_iter: int = 500,
+                early_exaggeration_iter: int = 250, pca_dims: int = 50,
+                callback: "ProgressCallback | None" = None) -> np.ndarray:
+    """One seeded 2-D t-SNE of all instances (openTSNE).
+
+    Parameters
+    ----------
+    embeddings : array_like, shape (N, D)
+        One row per instance (e.g. the target model's activations before the first FC layer).
+    perplexity : float
+        Capped at ``(N - 1) / 3`` for small N.
+    random_state : int
+        Seeds PCA, the initialisation and Annoy; the same seed and ``n_jobs`` give the same layout.
+    n_jobs : int, optional
+        Threads (default: the CPUs available to this process).
+    progress : bool
+        Show a tqdm bar over the optimisation iterations (stderr).
+    n_iter, early_exaggeration_iter : int
+        Iterations of the normal and of the early-exaggeration phase (openTSNE's defaults).
+    pca_dims : int
+        Embeddings wider than this are reduced to their first ``pca_dims`` principal components.
+    callback : callable, optional
+        ``callback(iteration, total)`` every 10 iterations; returning False stops early and returns the
+        layout as it stands; an exception it raises propagates.
+
+    Returns
+    -------
+    ndarray, shape (N, 2), float32
+        Fewer than 4 points, or identical points, are laid out by PCA (or at the origin).
+
+    Raises
+    ------
+    ValueError
+        Embeddings that are not 2-D or contain NaN/inf; a non-positive perplexity.
+    """
+    z = prepare_embeddings(embeddings, pca_dims=pca_dims, random_state=random_state)
+    n = len(z)
+    perp = _effective_perplexity(perplexity, max(n, 2))
+    if n < MIN_TSNE_POINTS or not z.std() > 0:
+        return _fallback_layout(z)
+    from openTSNE import initialization
+
+    jobs = _default_jobs(n_jobs)
+    bar = _TqdmProgress(early_exaggeration_iter + n_iter, "t-SNE", callback) if progress else None
+    try:
+        if bar is not None:
+            bar.bar.set_postfix_str("nearest neighbours")
+        aff = _affinities(z, perp, jobs, random_state, verbose=False)
+        init = initialization.pca(z, random_state=random_state)
+        if bar is not None:
+            bar.bar.set_postfix_str("optimising")
+        return _optimize(init, aff, early_iter=early_exaggeration_iter, n_iter=n_iter, n_jobs=jobs,
+                         random_state=random_state, callback=bar if bar is not None else callback,
+                         every=10, verbose=False)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _subset_indices(subset, n: int) -> np.ndarray:
+    idx = np.asarray(subset)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise ValueError(f"a boolean subset must have one entry per instance ({n}), got {idx.shape}")
+        return np.flatnonzero(idx)
+    idx = idx.astype(np.int64, copy=False).ravel()
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise ValueError(f"subset indices must lie in [0, {n}), got {idx.min()}..{idx.max()}")
+    return np.where(idx < 0, idx + n, idx)
+
+
+def project_subset(embeddings, layout, subset, *, random_state: int = 0, n_iter: int = 300,
+                   perplexity: float = 30.0, n_jobs: "int | None" = None, pca_dims: int = 50,
+                   callback: "ProgressCallback | None" = None, callback_every: int = 10) -> np.ndarray:
+    """Re-project a subset of instances (the instance view's selected classes) with t-SNE, fast.
+
+    The optimisation starts from the subset's rows of the global ``layout``, rescaled to standard
+    deviation 1e-4 as openTSNE recommends for a given initialisation (``initialization.rescale``), so the
+    picture keeps its arrangement; the subset's own neighbourhoods (PCA to 50 dimensions fitted on the
+    subset, perplexity capped at ``(n - 1) / 3``) then separate its classes better than the global map.
+    The first third of ``n_iter`` is early exaggeration.
+
+    Parameters
+    ----------
+    embeddings : array_like, shape (N, D)
+    layout : array_like, shape (N, 2)
+        The global layout (:func:`tsne_layout`).
+    subset : array_like of int, or bool mask of shape (N,)
+        Rows to project, in the order of the output.
+    random_state : int
+    n_iter : int
+        Total iterations (early exaggeration included). 300 projects 2,000 points in about a second.
+    perplexity : float
+    n_jobs : int, optional
+        Threads (default: the CPUs available).
+    pca_dims : int
+    callback : callable, optional
+        ``callback(iteration, total) -> bool | None``, called every ``callback_every`` iterations and at
+        the end: report progress from it (it runs in the computing thread); return False to stop early
+        (the positions reached are returned) or raise to abort (the exception propagates).
+    callback_every : int
+
+    Returns
+    -------
+    ndarray, shape (len(subset), 2), float32
+    """
+    x = _check_embeddings(embeddings)
+    lay = np.asarray(layout, dtype=np.float64)
+    if lay.shape != (len(x), 2):
+        raise ValueError(f"layout must have shape ({len(x)}, 2) like the embeddings, got {lay.shape}")
+    idx = _subset_indices(subset, len(x))
+    if n_iter < 0:
+        raise ValueError(f"n_iter must be non-negative, got {n_iter}")
+    n = len(idx)
+    z = prepare_embeddings(x[idx], pca_dims=pca_dims, random_state=random_state)
+    if n < MIN_TSNE_POINTS or not z.std() > 0:
+        if callback is not None:
+            callback(0, 0)
+        return lay[idx].astype(np.float32)
+    from openTSNE import initialization
+
+    init = lay[idx] - lay[idx].mean(axis=0)
+    if not init[:, 0].std() > 0:  # all at one spot in the global layout: start from PCA instead
+        init = initialization.pca(z, random_state=random_state)
+    else:
+        init = initialization.rescale(init, target_std=1e-4)
+        # coincident points of the global layout would stay stuck together; separate them a little
+        init = initialization.jitter(init, scale=0.01, random_state=random_state)
+    jobs = _default_jobs(n_jobs)
+    aff = _affinities(z, _effective_perplexity(perplexity, n), jobs, random_state, verbose=False)
+    early = n_iter // 3
+    return _optimize(init, aff, early_iter=early, n_iter=n_iter - early, n_jobs=jobs,
+                     random_state=random_state, callback=callback, every=max(1, int(callback_every)),
+                     verbose=False)

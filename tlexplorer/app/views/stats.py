@@ -1,0 +1,270 @@
+"""Statistics summary (paper §5.1, Fig. 1 A): accuracy chart, transferability score, confusion table.
+
+Reads ``tables/history``, ``tables/confusion`` and ``manifest["scores"]``. Clicking a row of the
+confusion table sets ``session.focus_class``; the table's sort order follows
+``session.confusion_sort`` and writes it back when the user sorts a column.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+import param
+import polars as pl
+
+from tlexplorer.app.export import PLOT_TOOLS, csv_download, flatten_for_csv
+from tlexplorer.app.state import Session
+from tlexplorer.app.views import (NEGATIVE_COLOR, POSITIVE_COLOR, SOURCE_COLOR, TARGET_COLOR)
+
+#: Line colour by dataset; the two validation series (own domain) share one colour.
+DATASET_COLORS = {"source_train": SOURCE_COLOR, "target_train": TARGET_COLOR, "val": "#2ca02c"}
+#: The paper's three series per model (§5.1); the other rows of the history feed the score.
+MODEL_SERIES = {
+    "source": ("source_train", "target_train", "source_val"),
+    "target": ("source_train", "target_train", "target_val"),
+}
+MODEL_MARKERS = {"source": "x", "target": "circle"}
+MODEL_SUFFIX = {"source": "S", "target": "T"}
+
+SCORE_DEFINITION = (
+    "Transferability score: the best accuracy of the target model on the target validation set "
+    "minus the best accuracy of the source model on it (paper §5.1). Positive: fine-tuning "
+    "improved the target domain; negative: the transfer hurt.")
+
+#: Confusion table columns: field → header.
+CONFUSION_TITLES = {
+    "class": "class",
+    "source_accuracy": "source acc",
+    "target_accuracy": "target acc",
+    "difference": "difference",
+    "misclassified_source": "source model (S)",
+    "misclassified_target": "target model (T)",
+}
+
+
+def series_label(model: str, dataset: str) -> str:
+    """Legend entry, e.g. ``"source train (S)"``, ``"target val (T)"``."""
+    return f"{dataset.replace('_', ' ')} ({MODEL_SUFFIX[model]})"
+
+
+def dataset_color(dataset: str) -> str:
+    return DATASET_COLORS["val" if dataset.endswith("_val") else dataset]
+
+
+def accuracy_chart(history: pl.DataFrame) -> hv.Overlay:
+    """The 6-series accuracy line chart: x epochs, y accuracy in [0, 1].
+
+    Crosses mark the source model's series, circles the target model's; colour is the dataset.
+    """
+    layers = []
+    for model, datasets in MODEL_SERIES.items():
+        for dataset in datasets:
+            rows = history.filter((pl.col("model") == model) & (pl.col("dataset") == dataset))
+            rows = rows.sort("epoch")
+            label = series_label(model, dataset)
+            data = pd.DataFrame({"epoch": rows["epoch"].to_numpy(),
+                                 "accuracy": rows["accuracy"].to_numpy(),
+                                 "series": [label] * rows.height})
+            color = dataset_color(dataset)
+            layers.append(hv.Curve(data, "epoch", ["accuracy", "series"], label=label).opts(
+                color=color, line_width=2,
+                line_dash="dashed" if model == "source" else "solid"))
+            layers.append(hv.Scatter(data, "epoch", ["accuracy", "series"], label=label).opts(
+                color=color, marker=MODEL_MARKERS[model], size=9 if model == "source" else 7,
+                line_width=2, tools=["hover"]))
+    if not layers:
+        return hv.Overlay([hv.Curve([], "epoch", "accuracy")])
+    return hv.Overlay(layers).opts(
+        ylim=(0, 1.02), xlabel="epoch", ylabel="accuracy", legend_position="right",
+        show_grid=True, responsive=True, min_height=230, toolbar="above",
+        title="Accuracy per epoch", default_tools=["pan", "wheel_zoom", "reset", *PLOT_TOOLS],
+        legend_opts={"label_text_font_size": "9pt", "spacing": 0})
+
+
+def _misclassified_text(entries: Any) -> str:
+    if entries is None:
+        return ""
+    parts = []
+    for e in entries:
+        parts.append(f"{e['class']} ({e['count']})" if isinstance(e, dict) else str(e))
+    return ", ".join(parts)
+
+
+def confusion_display(confusion: pl.DataFrame) -> pd.DataFrame:
+    """The confusion table as shown: class, accuracies, difference, misclassified-into text."""
+    diff = (confusion["difference"] if "difference" in confusion.columns
+            else confusion["target_accuracy"] - confusion["source_accuracy"])
+    return pd.DataFrame({
+        "class": [str(c) for c in confusion["class"].to_list()],
+        "source_accuracy": confusion["source_accuracy"].to_numpy(),
+        "target_accuracy": confusion["target_accuracy"].to_numpy(),
+        "difference": diff.to_numpy(),
+        "misclassified_source": [_misclassified_text(v) for v in
+                                 confusion["source_misclassified"].to_list()],
+        "misclassified_target": [_misclassified_text(v) for v in
+                                 confusion["target_misclassified"].to_list()],
+    })
+
+
+def parse_sort(spec: str) -> tuple[str, str]:
+    """``"difference"`` → ``("difference", "desc")``; ``"class:asc"`` → ``("class", "asc")``."""
+    field, _, direction = (spec or "difference").partition(":")
+    field = field.strip() or "difference"
+    if field not in CONFUSION_TITLES:
+        field = "difference"
+    direction = direction.strip().lower()
+    if direction not in ("asc", "desc"):
+        direction = "asc" if field == "class" else "desc"
+    return field, direction
+
+
+class StatsView(pn.viewable.Viewer):
+    """Accuracy chart, transferability score and confusion table of one session."""
+
+    session = param.ClassSelector(class_=Session, doc="The session this view shows and drives")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._layout = None
+        self._table: "pn.widgets.Tabulator | None" = None
+        self._syncing = False
+
+    # ------------------------------------------------------------------ data
+    @property
+    def bundle(self):
+        return self.session.bundle
+
+    def history(self) -> pl.DataFrame:
+        return self.bundle.table("history")
+
+    def confusion(self) -> pl.DataFrame:
+        return self.bundle.table("confusion")
+
+    def score(self) -> "float | None":
+        value = (self.bundle.manifest.get("scores") or {}).get("transferability_score")
+        return None if value is None else float(value)
+
+    def confusion_frame(self) -> pd.DataFrame:
+        """The confusion table's rows as displayed (pandas), in the session's sort order."""
+        frame = confusion_display(self.confusion())
+        field, direction = parse_sort(self.session.confusion_sort)
+        return frame.sort_values(field, ascending=direction == "asc", kind="stable").reset_index(
+            drop=True)
+
+    # ------------------------------------------------------------------ widgets
+    def _score_html(self) -> str:
+        score = self.score()
+        if score is None:
+            text, color, word = "n/a", "#666", "not recorded"
+        else:
+            text = f"{score:+.2f}"
+            color = POSITIVE_COLOR if score >= 0 else NEGATIVE_COLOR
+            word = "performance boost" if score >= 0 else "performance drop"
+        tip = html.escape(SCORE_DEFINITION, quote=True)
+        return (f'<div class="tlx-score" title="{tip}" style="text-align:center;">'
+                f'<div style="font-size:12px;color:#555;">Transferability<br>score</div>'
+                f'<div class="tlx-score-value" style="font-size:40px;font-weight:700;'
+                f'color:{color};line-height:1.1;">{text}</div>'
+                f'<div style="font-size:11px;color:{color};">{word}</div></div>')
+
+    def _build_table(self) -> pn.widgets.Tabulator:
+        field, direction = parse_sort(self.session.confusion_sort)
+        frame = self.confusion_frame()
+        table = pn.widgets.Tabulator(
+            frame, show_index=False, disabled=True, selectable=1, layout="fit_data_table",
+            sizing_mode="stretch_both", min_height=180,
+            titles=CONFUSION_TITLES,
+            groups={"misclassified into": ["misclassified_source", "misclassified_target"]},
+            formatters={
+                "source_accuracy": {"type": "money", "precision": 3, "symbol": ""},
+                "target_accuracy": {"type": "money", "precision": 3, "symbol": ""},
+                "difference": {"type": "money", "precision": 3, "symbol": ""},
+            },
+            text_align={"source_accuracy": "right", "target_accuracy": "right",
+                        "difference": "right"},
+            sorters=[{"field": field, "dir": direction}],
+            header_tooltips={
+                "difference": "target acc − source acc on the target validation set",
+                "misclassified_source": "classes the source model predicts instead (count)",
+                "misclassified_target": "classes the target model predicts instead (count)",
+            },
+            css_classes=["tlx-confusion-table"],
+        )
+        table.style.map(
+            lambda v: f"color: {POSITIVE_COLOR if v > 0 else NEGATIVE_COLOR if v < 0 else '#333'}",
+            subset=["difference"])
+        table.on_click(self._on_row_click)
+        table.param.watch(self._on_sorters, "sorters")
+        return table
+
+    def __panel__(self):
+        if self._layout is not None:
+            return self._layout
+        chart = pn.pane.HoloViews(accuracy_chart(self.history()), sizing_mode="stretch_both",
+                                  min_height=230, css_classes=["tlx-accuracy-chart"])
+        score = pn.pane.HTML(self._score_html(), width=120, margin=(30, 5, 5, 5))
+        tip = pn.widgets.TooltipIcon(value=SCORE_DEFINITION, margin=(0, 5))
+        self._table = self._build_table()
+        self._sync_selection()
+        downloads = pn.Row(
+            csv_download(lambda: flatten_for_csv(self.confusion()), "confusion.csv",
+                         label="Confusion CSV", width=130),
+            csv_download(self.history, "history.csv", label="History CSV", width=120),
+            margin=0)
+        self._layout = pn.Column(
+            pn.Row(pn.Column(score, tip, width=130), chart, sizing_mode="stretch_width",
+                   height=250),
+            self._table, downloads,
+            sizing_mode="stretch_both", css_classes=["tlx-stats-view"])
+        return self._layout
+
+    # ------------------------------------------------------------------ interaction
+    def select_class(self, name: str) -> None:
+        """What a click on the row of class ``name`` does: make it the focus class."""
+        if name in self.session.param.focus_class.objects:
+            self.session.focus_class = name
+
+    def _on_row_click(self, event) -> None:
+        row = getattr(event, "row", None)
+        if row is None or self._table is None:
+            return
+        value = self._table.value
+        if 0 <= row < len(value):
+            self.select_class(str(value["class"].iloc[row]))
+
+    def _on_sorters(self, event) -> None:
+        if self._syncing or not event.new:
+            return
+        first = event.new[0]
+        field, direction = first.get("field"), first.get("dir", "desc")
+        if field in CONFUSION_TITLES:
+            self.session.confusion_sort = f"{field}:{direction}"
+
+    @param.depends("session.focus_class", watch=True)
+    def _sync_selection(self) -> None:
+        if self._table is None:
+            return
+        classes = list(self._table.value["class"])
+        focus = self.session.focus_class
+        selection = [classes.index(focus)] if focus in classes else []
+        if self._table.selection != selection:
+            self._table.selection = selection
+
+    @param.depends("session.confusion_sort", watch=True)
+    def _apply_sort(self) -> None:
+        if self._table is None:
+            return
+        field, direction = parse_sort(self.session.confusion_sort)
+        self._syncing = True
+        try:
+            self._table.param.update(value=self.confusion_frame(),
+                                     sorters=[{"field": field, "dir": direction}])
+        finally:
+            self._syncing = False
+        self._sync_selection()
+
+
+__all__ = ["StatsView", "accuracy_chart", "confusion_display", "series_label"]
