@@ -129,16 +129,23 @@ def box_stats(groups: Sequence[np.ndarray], inherited: Sequence[np.ndarray] | No
     g = len(groups)
     out = {k: np.full(g, np.nan) for k in ("q1", "median", "q3", "low", "high", "share")}
     count = np.zeros(g, dtype=np.int64)
+
+    def quantile(v: np.ndarray, p: float) -> float:  # numpy's default 'linear' method, sorted v
+        h = (v.size - 1) * p
+        lo = int(h)
+        hi = min(lo + 1, v.size - 1)
+        return float(v[lo] + (h - lo) * (v[hi] - v[lo]))
+
     for i, vals in enumerate(groups):
-        vals = np.asarray(vals, dtype=np.float64)
+        vals = np.sort(np.asarray(vals, dtype=np.float64).ravel())
         count[i] = vals.size
         if vals.size == 0:
             continue
-        q1, med, q3 = np.percentile(vals, [25, 50, 75])
+        q1, med, q3 = quantile(vals, 0.25), quantile(vals, 0.5), quantile(vals, 0.75)
         iqr = q3 - q1
         inside = vals[(vals >= q1 - 1.5 * iqr) & (vals <= q3 + 1.5 * iqr)]
         out["q1"][i], out["median"][i], out["q3"][i] = q1, med, q3
-        out["low"][i], out["high"][i] = inside.min(), inside.max()
+        out["low"][i], out["high"][i] = inside[0], inside[-1]
         if inherited is not None:
             inh = np.asarray(inherited[i], dtype=bool)
             out["share"][i] = 1.0 - inh.mean() if inh.size else np.nan
@@ -595,23 +602,32 @@ class BundleAggregates:
         self._check_model(model)
         return self._array_or_none(f"weights/{model}/{layer_from}__{layer_to}")
 
+    _IW_SCHEMA = {"n1": pl.Int64, "n2": pl.Int64, "count": pl.Int64, "rank": pl.Int64,
+                  "inherited": pl.Boolean, "n1_match": pl.Int64, "n2_match": pl.Int64}
+
     def _weight_groups(self) -> dict:
+        """tables/important_weights split once by (model, class, layer_from, layer_to), by rank.
+
+        Each entry holds numpy arrays; ``inherited`` is int8 (1, 0, or -1 for null).
+        """
         def compute():
             table = self._table("important_weights")
             if table is None:
                 return {}
-            table = table.with_columns(pl.col("class").cast(pl.String))
+            table = table.with_columns(pl.col("class").cast(pl.String)).sort("rank")
             out = {}
-            for key, part in table.group_by(["model", "class", "layer_from", "layer_to"]):
-                part = part.sort("rank")
-                inh = part["inherited"]
-                out[tuple(str(k) for k in key)] = pl.DataFrame({
-                    "n1": part["n1"].cast(pl.Int64), "n2": part["n2"].cast(pl.Int64),
-                    "count": part["count"].cast(pl.Int64), "rank": part["rank"].cast(pl.Int64),
-                    "inherited": inh.cast(pl.Boolean),
-                    "n1_match": part["n1_match"].cast(pl.Int64),
-                    "n2_match": part["n2_match"].cast(pl.Int64),
-                })
+            for key, part in table.group_by(["model", "class", "layer_from", "layer_to"],
+                                            maintain_order=True):
+                inh = part["inherited"].cast(pl.Int8).fill_null(-1).to_numpy().astype(np.int8)
+                out[tuple(str(k) for k in key)] = {
+                    "n1": part["n1"].to_numpy().astype(np.int64),
+                    "n2": part["n2"].to_numpy().astype(np.int64),
+                    "count": part["count"].to_numpy().astype(np.int64),
+                    "rank": part["rank"].to_numpy().astype(np.int64),
+                    "inherited": inh,
+                    "n1_match": part["n1_match"].cast(pl.Int64).fill_null(-1).to_numpy(),
+                    "n2_match": part["n2_match"].cast(pl.Int64).fill_null(-1).to_numpy(),
+                }
             return out
         return self._memo("weight_groups", (), compute, maxsize=2)
 
@@ -622,15 +638,19 @@ class BundleAggregates:
         -------
         polars.DataFrame
             ``n1``, ``n2``, ``count``, ``rank``, ``inherited`` (null for the source model),
-            ``n1_match``, ``n2_match``; empty when the bundle has none.
+            ``n1_match``, ``n2_match`` (null where unknown); empty when the bundle has none.
         """
         self._check_model(model)
-        frame = self._weight_groups().get((model, str(cls), layer_from, layer_to))
-        if frame is None:
-            return pl.DataFrame(schema={"n1": pl.Int64, "n2": pl.Int64, "count": pl.Int64,
-                                        "rank": pl.Int64, "inherited": pl.Boolean,
-                                        "n1_match": pl.Int64, "n2_match": pl.Int64})
-        return frame
+        g = self._weight_groups().get((model, str(cls), layer_from, layer_to))
+        if g is None:
+            return pl.DataFrame(schema=self._IW_SCHEMA)
+        inh = g["inherited"]
+        return pl.DataFrame({
+            "n1": g["n1"], "n2": g["n2"], "count": g["count"], "rank": g["rank"],
+            "inherited": pl.Series([None if v < 0 else bool(v) for v in inh], dtype=pl.Boolean),
+            "n1_match": pl.Series([None if v < 0 else int(v) for v in g["n1_match"]], dtype=pl.Int64),
+            "n2_match": pl.Series([None if v < 0 else int(v) for v in g["n2_match"]], dtype=pl.Int64),
+        }, schema=self._IW_SCHEMA)
 
     def weight_block(self, model: str, cls: str, layer_from: str, layer_to: str) -> WeightBlock | None:
         """The four regions of ``model``'s weights from ``layer_from`` to ``layer_to`` (Fig. 4 C)."""
@@ -654,17 +674,15 @@ class BundleAggregates:
             pos2 = np.full(n2, -1, np.int64)
             pos2[imp2] = np.arange(len(imp2))
 
-            iw = self.important_weights(model, cls, layer_from, layer_to)
-            a = iw["n1"].to_numpy().astype(np.int64)
-            b = iw["n2"].to_numpy().astype(np.int64)
+            empty = np.empty(0, np.int64)
+            g = self._weight_groups().get((model, str(cls), layer_from, layer_to)) or {
+                "n1": empty, "n2": empty, "count": empty, "rank": empty,
+                "inherited": np.empty(0, np.int8)}
+            a, b = g["n1"], g["n2"]
             ok = (a >= 0) & (a < n1) & (b >= 0) & (b < n2)
             a, b = a[ok], b[ok]
-            cnt = iw["count"].to_numpy()[ok].astype(np.int64)
-            rnk = iw["rank"].to_numpy()[ok].astype(np.int64)
-            if model == "target":
-                inh = iw["inherited"].fill_null(False).to_numpy()[ok].astype(bool)
-            else:
-                inh = None
+            cnt, rnk = g["count"][ok], g["rank"][ok]
+            inh = (g["inherited"][ok] == 1) if model == "target" else None
             vals = w[a, b]
 
             values = np.ascontiguousarray(w[np.ix_(imp1, imp2)])
@@ -935,8 +953,12 @@ def aggregates_for(bundle: Any) -> BundleAggregates:
     key = str(key)
     with _REGISTRY_LOCK:
         agg = _REGISTRY.get(key)
-        if agg is None or agg.bundle is not bundle and getattr(agg.bundle, "key", None) != key:
+        if agg is None:
             agg = _REGISTRY[key] = BundleAggregates(bundle)
+        elif agg.bundle is not bundle:
+            # the same content opened again (maybe at another path): keep the cached aggregates,
+            # read whatever is still missing through the newest handle
+            agg.bundle = bundle
         _REGISTRY.move_to_end(key)
         while len(_REGISTRY) > _REGISTRY_SIZE:
             _REGISTRY.popitem(last=False)

@@ -70,6 +70,15 @@ def assert_close(ours: torch.Tensor, ref: torch.Tensor, what: str):
     assert err <= RTOL, f"{what}: relative error {err:.2e}"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def no_hooks_left(model: nn.Module) -> bool:
     return all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
                for m in model.modules())
@@ -150,11 +159,14 @@ def test_resnet18_residual_blocks_and_cuts():
                 m.running_var.uniform_(0.5, 1.5)
     model.eval()
     names = [layer.name for layer in hidden_layers(model)]
+    assert len(names) == 20
     x = images(2, size=32)
     target = torch.tensor([1, 8])
     ours, report = layer_conductance(model, names, x, target, n_steps=3, reduce=None,
                                      return_report=True, completeness_tol=None)
-    for name in names:
+    checked = ["conv1", "layer1.0.conv1", "layer1.1.conv2", "layer2.0.downsample.0", "layer3.0.conv2",
+               "layer4.1.conv2"]
+    for name in checked:
         assert_close(ours[name], captum_ref(model, name, x, target, 3, "riemann_trapezoid"), name)
     # The stem is a cut; a conv inside a residual block is bypassed by its skip connection.
     assert report.cut["conv1"]
@@ -247,12 +259,14 @@ def test_modes_restored_and_hooks_removed_after_an_error():
             return x
 
     model = tiny()
-    model.fc1 = nn.Sequential(model.fc1, Fuse(3))  # probe passes run, the main pass fails
+    fuse = Fuse(3)  # the probe pass and the first chunk run, the second chunk fails
+    model.fc1 = nn.Sequential(model.fc1, fuse)
     model.train()
     model.bn1.eval()  # a frozen BatchNorm inside a training model stays frozen
     with pytest.raises(Boom):
         layer_conductance(model, ["conv1", "conv2", "fc1.0"], images(2), 0, n_steps=3,
-                          completeness_tol=None)
+                          internal_batch_size=4, completeness_tol=None)
+    assert fuse.calls == 3
     assert no_hooks_left(model)
     assert model.training and model.conv1.training and not model.bn1.training
 
@@ -288,14 +302,14 @@ def test_target_out_of_range(target):
 
 
 def test_target_wrong_length_and_missing():
-    with pytest.raises(ValueError, match="3 entries for a batch of 2"):
+    with pytest.raises(ValueError, match="target has 3 entries for 2 instances"):
         layer_conductance(tiny(), ["conv1"], images(2), torch.tensor([0, 1, 2]), n_steps=2)
     with pytest.raises(ValueError, match="no target"):
         layer_conductance(tiny(), ["conv1"], images(2), None, n_steps=2)
 
 
 @pytest.mark.parametrize("x, shape", [(torch.zeros(3, 8, 8, dtype=DT), r"\(3, 8, 8\)"),
-                                      (torch.zeros(2, 1, 8, 8, dtype=DT), r"\(1, 1, 8, 8\)")])
+                                      (torch.zeros(2, 1, 8, 8, dtype=DT), r"\(2, 1, 8, 8\)")])
 def test_inputs_of_wrong_shape(x, shape):
     with pytest.raises(ValueError, match=shape) as info:
         layer_conductance(tiny(), ["conv1"], x, 0, n_steps=2)

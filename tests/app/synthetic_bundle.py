@@ -359,6 +359,25 @@ def make_synthetic_bundle(path, *, classes=("0", "1", "2"), per_class: int = 6,
     path = Path(path)
     manifest, tables, arrays = build_synthetic_content(
         classes=classes, per_class=per_class, layers=layers, seed=seed)
+    try:
+        from tlexplorer.bundle import BundleWriter
+    except ImportError:
+        return _write_directly(path, manifest, tables, arrays, layers, len(list(classes)))
+    import tempfile
+
+    writer = BundleWriter(path, resume=False, durable=False)
+    for name, frame in tables.items():
+        writer.write_table(name, frame)
+    for name, arr in arrays.items():
+        writer.write_array(name, arr)
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel in _write_models(Path(tmp), layers, len(list(classes))):
+            writer.write_file(rel, Path(tmp) / rel)
+    return writer.finalize(manifest)
+
+
+def _write_directly(path: Path, manifest, tables, arrays, layers, n_classes: int) -> Path:
+    """The same files without the bundle package's writer (while it did not exist)."""
     path.mkdir(parents=True, exist_ok=True)
     files: dict[str, dict] = {}
     for name, frame in tables.items():
@@ -371,7 +390,7 @@ def make_synthetic_bundle(path, *, classes=("0", "1", "2"), per_class: int = 6,
         (path / rel).parent.mkdir(parents=True, exist_ok=True)
         np.save(path / rel, arr, allow_pickle=False)
         files[rel] = _file_entry(path, rel, list(arr.shape), str(arr.dtype))
-    for rel in _write_models(path, layers, len(list(classes))):
+    for rel in _write_models(path, layers, n_classes):
         files[rel] = _file_entry(path, rel, None, None)
     manifest["files"] = dict(sorted(files.items()))
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

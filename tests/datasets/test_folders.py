@@ -168,3 +168,12 @@ def test_same_domain_names_get_distinct_ids(tmp_path, make_domain):
     ids = [i for s in data.splits() for i in s.ids]
     assert len(set(ids)) == len(ids)
     assert (data.source_name, data.target_name) == ("photos-source", "photos-target")
+
+
+def test_spec_is_completed_with_absolute_paths(office, monkeypatch):
+    monkeypatch.chdir(office)
+    data = load_transfer_data({"kind": "folders", "source": "amazon", "target": "webcam", "image_size": 8})
+    assert data.spec == {"kind": "folders", "source": str(office / "amazon"), "target": str(office / "webcam"),
+                         "image_size": 8, "norm": "imagenet", "seed": 0, "val_fraction": 0.15}
+    with pytest.raises(DataError, match=r"unknown keys \['img_size'\]"):
+        load_transfer_data({"kind": "folders", "source": "amazon", "target": "webcam", "img_size": 8})

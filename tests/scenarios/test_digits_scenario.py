@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -145,7 +146,10 @@ def test_cache_is_reused_and_keyed_by_setting(scenario, data_dir):
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "pickled", "wrong_shape"])
-def test_corrupt_cache_is_regenerated(damage, tmp_path):
+def test_corrupt_cache_is_regenerated(damage, tmp_path, scenario, data_dir):
+    (tmp_path / "digits").mkdir()
+    for f in _cache_files(data_dir, "handwritten"):  # reuse: only the printed cache is under test
+        shutil.copy(f, tmp_path / "digits" / f.name)
     first = load_digits_scenario(seed=2, per_class=3, data_dir=tmp_path, progress=False)
     path = next(f for f in _cache_files(tmp_path) if f.name.endswith("-images.npy"))
     if damage == "garbage":

@@ -147,18 +147,20 @@ def first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def forward_fits(model: nn.Module, x: Tensor) -> Tensor:
-    """Run ``model(x)`` and turn a failure into a one-line ValueError naming the input shape.
+def forward_fits(model: nn.Module, x: Tensor, shape: "tuple | None" = None) -> Tensor:
+    """Run ``model(x)`` and turn a failure into a one-line ValueError naming the input shape
+    (``shape``: the user's batch, when ``x`` is a probe built from it).
 
-    Used on one instance before the real pass, so that a wrong channel count or size is reported as
-    such rather than as a shape error deep inside the network.
+    Used on the first pass, so that a wrong channel count or size is reported as such rather than
+    as a shape error deep inside the network.
     """
     try:
         return model(x)
     except (StopForward, LayerError):
         raise
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        raise ValueError(f"inputs of shape {tuple(x.shape)} do not fit {type(model).__name__}: "
+        shape = tuple(x.shape) if shape is None else tuple(shape)
+        raise ValueError(f"inputs of shape {shape} do not fit {type(model).__name__}: "
                          f"{first_line(exc)}") from exc
 
 
@@ -204,6 +206,19 @@ def iter_batches(inputs: Inputs) -> Iterator[tuple[Tensor, "Tensor | None", int]
             y = torch.as_tensor(y)
         yield x, y, offset
         offset += x.shape[0]
+
+
+def check_rows(value: Any, n: int, what: str) -> None:
+    """A per-instance ``target`` or ``baseline`` must have one row per instance (``n`` in all)."""
+    if isinstance(value, (int, float)) or value is None:
+        return
+    v = torch.as_tensor(value)
+    if what == "baseline":
+        rows = v.shape[0] if v.dim() == 4 else 1
+    else:
+        rows = v.numel()
+    if rows not in (1, n):
+        raise ValueError(f"{what} has {rows} entries for {n} instances")
 
 
 def batch_targets(target: Any, y: "Tensor | None", offset: int, n: int) -> Tensor:

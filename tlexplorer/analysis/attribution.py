@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..errors import LayerError
-from ._hooks import (Hooks, Inputs, LayerSpec, batch_baseline, batch_targets, check_targets,
-                     forward_fits, inference_mode, iter_batches, num_instances, resolve_layers)
+from ._hooks import (Hooks, Inputs, LayerSpec, batch_baseline, batch_targets, check_rows,
+                     check_targets, forward_fits, inference_mode, iter_batches, num_instances, resolve_layers)
 
 __all__ = ["layer_conductance", "CompletenessReport", "ConvergenceWarning", "SUPPORTED_METHODS",
            "DEFAULT_COMPLETENESS_TOL"]
@@ -157,53 +157,72 @@ class _PathRecorder:
         return fn
 
 
-def _probe(model: nn.Module, named, x0: Tensor, t0: int, check_cut: bool):
-    """One forward pass of one instance: fail early with one-line errors (input shape, unreached
-    layers, target range), and find which layers are cuts.
+def _probe(model: nn.Module, named, x: Tensor, t0: int, check_cut: bool = True):
+    """One small forward pass that fails early with one-line errors (input shape, unreached layers,
+    target range) and finds which layers are cuts. Returns ``(num_classes, {name: is_cut})``.
 
-    A layer is a cut when the target output of a random input with the layer's output overridden by
-    the one of ``x0`` equals the output of ``x0``: nothing bypasses the layer.
+    A layer is a cut when a random input whose layer output is replaced by that of the first
+    instance gives the first instance's target output: nothing bypasses the layer. All layers are
+    tested in the same pass - row ``l`` of the batch carries the random input with layer ``l``
+    overridden, the last row the instance itself (eval mode: rows do not interact).
     """
     model_name = type(model).__name__
-    kept: dict = {}
+    n_layers = len(named) if check_cut else 0  # without the cut test: one row, the instance
+    x0 = x[:1]
+    gen = torch.Generator().manual_seed(0)
+    x_rand = torch.randn(x0.shape, generator=gen, dtype=torch.float64).to(x0)
+    batch = torch.cat([x_rand.expand(n_layers, *x0.shape[1:]), x0])
+    seen: set = set()
 
-    def keep(name):
+    def override(name, row):
         def fn(module, inputs, output):
             if not isinstance(output, Tensor):
                 raise LayerError(f"layer {name!r} returns a {type(output).__name__}, not a tensor")
-            if name in kept:
+            if name in seen:
                 raise LayerError(f"layer {name!r} runs more than once per forward pass of "
                                  f"{model_name}; its conductance is ambiguous")
-            kept[name] = output.detach().clone()
+            seen.add(name)
+            if not check_cut:
+                return None
+            output = output.clone()
+            output[row] = output[n_layers]
+            return output
         return fn
 
     with Hooks() as hooks, torch.no_grad():
-        for name, module in named:
-            hooks.forward(module, keep(name))
-        logits = forward_fits(model, x0)
+        for row, (name, module) in enumerate(named):
+            hooks.forward(module, override(name, row))
+        logits = forward_fits(model, batch, shape=x.shape)
     if not isinstance(logits, Tensor) or logits.dim() != 2:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(f"{model_name} must return logits (N, classes), got {shape}")
     for name, _ in named:
-        if name not in kept:
+        if name not in seen:
             raise LayerError(f"layer {name!r} is never reached by the forward pass of {model_name}")
     num_classes = logits.shape[1]
-    cut = {name: True for name, _ in named}
-    if check_cut:
-        check_targets(torch.tensor([t0]), num_classes)
-        f0 = logits[0, t0]
-        gen = torch.Generator().manual_seed(0)
-        x_rand = torch.randn(x0.shape, generator=gen, dtype=torch.float64).to(x0)
-        for name, module in named:
-            with Hooks() as hooks, torch.no_grad():
-                hooks.forward(module, lambda m, i, o, v=kept[name]: v.clone())
-                f = model(x_rand)[0, t0]
-            cut[name] = bool(torch.isclose(f, f0, rtol=1e-4, atol=1e-5 * (1.0 + float(f0.abs()))))
-    return num_classes, cut
+    check_targets(torch.tensor([t0]), num_classes)
+    if not check_cut:
+        return num_classes, {name: None for name, _ in named}
+    f0 = logits[n_layers, t0]
+    f = logits[:n_layers, t0]
+    close = torch.isclose(f, f0.expand_as(f), rtol=1e-4, atol=1e-5 * (1.0 + float(f0.abs())))
+    return num_classes, {name: bool(c) for (name, _), c in zip(named, close)}
+
+
+def _memory_order(t: Tensor) -> tuple:
+    """The permutation of ``t``'s dims under which it is contiguous, batch first (identity for
+    contiguous tensors; channels-last (N, C, H, W) gives (0, 2, 3, 1))."""
+    identity = tuple(range(t.dim()))
+    if t.is_contiguous():
+        return identity
+    perm = tuple(sorted(identity, key=lambda d: (-t.stride(d), d)))
+    if perm[0] != 0 or not t.permute(perm).is_contiguous():
+        return identity
+    return perm
 
 
 def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor, steps_per_chunk,
-                       endpoints_on_path: bool):
+                       endpoints_on_path: bool, memory_format=torch.contiguous_format):
     """Full conductance maps ``{name: (G, *layer shape)}`` and ``F(x) - F(b)`` (G,) of G instances.
 
     The ``n_steps + 1`` points of each instance are processed ``steps_per_chunk`` at a time, step
@@ -215,12 +234,14 @@ def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor
     diff = x - b
     acc: dict = {}
     carry: dict = {}
+    perms: dict = {}
     f_start = f_end = None
     for s0 in range(0, n_points, steps_per_chunk):
         s1 = min(s0 + steps_per_chunk, n_points)
         steps = s1 - s0
         a = alphas[s0:s1].view(steps, *([1] * x.dim()))
         points = (b.unsqueeze(0) + a * diff.unsqueeze(0)).reshape(steps * g_count, *x.shape[1:])
+        points = points.contiguous(memory_format=memory_format)
         rec.outputs.clear()
         with torch.enable_grad():
             logits = model(points)
@@ -234,9 +255,18 @@ def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor
         if s1 == n_points:
             f_end = selected[-1]
         for name, out, grad in zip(names, outs, grads):
-            y = out.detach().view(steps, g_count, *out.shape[1:])
-            g = torch.zeros_like(y) if grad is None else grad.view_as(y)
-            part = ((y[1:] - y[:-1]) * g[:-1]).sum(0) if steps > 1 else None
+            # Work in the layout the tensor has in memory (channels-last: (P, H, W, C)), so the
+            # reduction over steps runs over contiguous blocks.
+            perm = perms.setdefault(name, _memory_order(out))
+            y = out.detach().permute(perm)
+            g = torch.zeros_like(y) if grad is None else grad.permute(perm)
+            y = y.reshape(steps, g_count, *y.shape[1:])
+            g = g.reshape(steps, g_count, *g.shape[1:])
+            part = None
+            if steps > 1:
+                diff_y = torch.sub(y[1:], y[:-1])
+                part = diff_y.mul_(g[:-1]).sum(0)  # in place: one temporary, not two
+                del diff_y
             if name in carry:  # the step that joins this chunk to the previous one
                 prev_y, prev_g = carry.pop(name)
                 joint = (y[0] - prev_y) * prev_g
@@ -257,7 +287,8 @@ def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor
         finally:
             rec.active = True
         delta = ends[:g_count] - ends[g_count:]
-    return acc, delta
+    inverse = {name: tuple(sorted(range(len(perm)), key=perm.__getitem__)) for name, perm in perms.items()}
+    return {name: acc[name].permute(inverse[name]) for name in acc}, delta
 
 
 def _reduce(t: Tensor, reduce: "str | None") -> Tensor:
@@ -363,6 +394,9 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
         raise ValueError(f"internal_batch_size must be a positive int or None, got {internal_batch_size!r}")
     named = resolve_layers(model, layers)
     names = [name for name, _ in named]
+    if isinstance(inputs, Tensor) and inputs.dim() > 0:  # fail before any work; loaders: at the end
+        check_rows(target, inputs.shape[0], "target")
+        check_rows(baseline, inputs.shape[0], "baseline")
     n_points = n_steps + 1
     endpoints_on_path = alphas_list[0] == 0.0 and alphas_list[-1] == 1.0
 
@@ -375,6 +409,9 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
     try:
         with inference_mode(model, device) as (dev, dtype), Hooks() as hooks:
             alphas = torch.tensor(alphas_list, dtype=dtype, device=dev)
+            # oneDNN convolutions and max pooling run ~20% faster on channels-last tensors on the
+            # CPU; values are the same up to float rounding.
+            memory_format = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
             num_classes = None
             for x, y, offset in iter_batches(inputs):
                 x = x.to(device=dev, dtype=dtype)
@@ -383,8 +420,8 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
                 b = batch_baseline(baseline, offset, batch, x)
                 if num_classes is None:
                     # Before any hook of the main pass exists: cheap one-instance checks.
-                    num_classes, cut = _probe(model, named, x[:1], int(t[0].clamp(min=0)),
-                                              check_cut=True)
+                    num_classes, cut = _probe(model, named, x, int(t[0].clamp(min=0)),
+                                              check_cut=return_report or completeness_tol is not None)
                     for name, module in named:
                         hooks.forward(module, rec.hook(name))
                 check_targets(t, num_classes)
@@ -396,17 +433,21 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
                 for g0 in range(0, batch, group):
                     g1 = min(g0 + group, batch)
                     acc, delta = _conductance_group(model, names, rec, x[g0:g1], b[g0:g1], t[g0:g1],
-                                                    alphas, steps_per_chunk, endpoints_on_path)
+                                                    alphas, steps_per_chunk, endpoints_on_path,
+                                                    memory_format)
                     for name in names:
                         full = acc[name]
                         sums[name].append(full.flatten(1).sum(1).cpu())
-                        chunks[name].append(_reduce(full, reduce).cpu())
+                        chunks[name].append(_reduce(full, reduce).contiguous().cpu())
                     deltas.append(delta.cpu())
                     bar.update(g1 - g0)
     finally:
         bar.close()
     if not deltas:
         raise ValueError("inputs hold no instances")
+    total = sum(d.shape[0] for d in deltas)
+    check_rows(target, total, "target")
+    check_rows(baseline, total, "baseline")
     result = {name: torch.cat(chunks[name]) for name in names}
     report = CompletenessReport(sums={name: torch.cat(sums[name]) for name in names},
                                 delta=torch.cat(deltas), cut=cut, tolerance=completeness_tol)

@@ -74,12 +74,15 @@ def conv_patch_sums(a: Tensor, conv: nn.Conv2d) -> Tensor:
         # Reflect/replicate/circular padding carries values: pad explicitly, then no padding.
         a = F.pad(a, (left, right, top, bottom), mode=conv.padding_mode)
         left = right = top = bottom = 0
-    h, w = a.shape[-2:]
+    n, c, h, w = a.shape
     h_out = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
     w_out = (w + left + right - dw * (kw - 1) - 1) // sw + 1
     rows = _touched(kh, h, h_out, sh, dh, top, a.dtype, a.device)      # (kh, H)
     cols = _touched(kw, w, w_out, sw, dw, left, a.dtype, a.device)     # (kw, W)
-    return torch.matmul(torch.matmul(rows, a), cols.transpose(0, 1))  # (N, C, kh, kw)
+    # One GEMM: (N*C, H*W) @ (H*W, kh*kw), the second factor marking which positions each
+    # offset (i, j) reads.
+    touched = (rows.t()[:, None, :, None] * cols.t()[None, :, None, :]).reshape(h * w, kh * kw)
+    return (a.reshape(n * c, h * w) @ touched).view(n, c, kh, kw)
 
 
 def conv_contributions(a: Tensor, conv: nn.Conv2d) -> Tensor:
@@ -95,7 +98,8 @@ def conv_contributions(a: Tensor, conv: nn.Conv2d) -> Tensor:
     Returns
     -------
     Tensor (N, C_in, C_out)
-        ``out[n, c, d] = sum over output positions of (W[d, c] * a[n, c])``, bias excluded.
+        ``out[n, c, d] = sum over output positions of (W[d, c] * a[n, c])``, bias excluded; a
+        (non-contiguous) view of the per-channel products.
     """
     if conv.groups != 1:
         raise LayerError(f"grouped convolution (groups={conv.groups}) is not supported")
@@ -119,44 +123,34 @@ def _linear_contributions(u: Tensor, linear: nn.Linear, channels: "int | None") 
                         weight.reshape(weight.shape[0], channels, -1))
 
 
-class _Capture:
-    """Hooks for one forward pass: ``layer_from``'s output (or override it) and ``layer_to``'s input,
-    stopping the pass there."""
+def _layer_to_input(model, src, dst, x: Tensor, mix=None, shape=None):
+    """One forward pass, stopped once ``layer_to``'s input is formed. Returns ``(y, u)``:
+    ``layer_from``'s output (None when it did not run before) and ``layer_to``'s input (None when
+    never reached). ``mix(output) -> output`` may rewrite ``layer_from``'s output (the probe);
+    ``shape`` names the user's batch in input-shape errors."""
+    (src_name, src_mod), (dst_name, dst_mod) = src, dst
+    got: dict = {}
 
-    def __init__(self, model, src, dst, override: "Tensor | None" = None, keep_src: bool = True):
-        self.model, self.src, self.dst, self.override = model, src, dst, override
-        self.keep_src = keep_src
-        self.y = self.u = None
+    def on_src(module, inputs, output):
+        if "y" in got:
+            raise LayerError(f"layer {src_name!r} runs more than once per forward pass")
+        if not isinstance(output, Tensor):
+            raise LayerError(f"layer {src_name!r} returns a {type(output).__name__}, not a tensor")
+        got["y"] = output
+        return None if mix is None else mix(output)
 
-    def run(self, x: Tensor, fits: bool = False):
-        (src_name, src), (dst_name, dst) = self.src, self.dst
-        self.y = self.u = None
+    def on_dst(module, inputs):
+        got["u"] = inputs[0].detach()  # nothing runs after StopForward: no copy needed
+        raise StopForward
 
-        def on_src(module, inputs, output):
-            if self.y is not None:
-                raise LayerError(f"layer {src_name!r} runs more than once per forward pass")
-            if not isinstance(output, Tensor):
-                raise LayerError(f"layer {src_name!r} returns a {type(output).__name__}, not a tensor")
-            self.y = output.detach().clone() if self.keep_src else output
-            if self.override is not None:
-                return self.override.clone()
-            return None
-
-        def on_dst(module, inputs):
-            self.u = inputs[0].detach()  # nothing runs after StopForward: no copy needed
-            raise StopForward
-
-        with Hooks() as hooks, torch.no_grad():
-            hooks.forward(src, on_src)
-            hooks.pre(dst, on_dst)
-            try:
-                if fits:
-                    forward_fits(self.model, x)
-                else:
-                    self.model(x)
-            except StopForward:
-                pass
-        return self.y, self.u
+    with Hooks() as hooks, torch.no_grad():
+        hooks.forward(src_mod, on_src)
+        hooks.pre(dst_mod, on_dst)
+        try:
+            forward_fits(model, x, shape=shape)
+        except StopForward:
+            pass
+    return got.get("y"), got.get("u")
 
 
 def _close(a: Tensor, b: Tensor) -> bool:
@@ -164,73 +158,78 @@ def _close(a: Tensor, b: Tensor) -> bool:
     return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-4, atol=1e-5 * (scale + 1e-12)))
 
 
-def _check_pair(model, src, dst, x0: Tensor) -> "int | None":
+def _check_pair(model, src, dst, x: Tensor) -> "int | None":
     """Verify that ``layer_to``'s input is a channel-wise function of ``layer_from``'s output alone;
-    return the channel count to reshape a flattened input by (conv → linear) or None (linear →
-    linear). Raises LayerError naming the pair otherwise.
+    return the channel count to view a flattened input by (conv → linear) or None. Raises
+    LayerError naming the pair otherwise.
 
-    The probe, on one instance ``x0`` and one seeded random input ``x1``:
+    One forward pass of 5 rows: the first instance ``x0``, a seeded random input ``x1``, and three
+    copies of ``x1`` whose ``layer_from`` output is rewritten in the hook:
     1. ``layer_from`` must run before ``layer_to``'s input is formed, and channel counts must fit;
-    2. running ``x1`` with ``layer_from``'s output replaced by ``x0``'s must give ``x0``'s input of
-       ``layer_to`` (no other path: a residual sum or a concatenation fails here);
-    3. mixing channels of the two outputs with random channel masks must mix the channels of
-       ``layer_to``'s input in the same way (each input channel depends on its own channel only:
-       ReLU, pooling, BatchNorm, dropout pass; LocalResponseNorm or a 1x1 mixing op fail).
+    2. row 2 takes ``x0``'s whole output: ``layer_to``'s input must then be ``x0``'s (no other path
+       into ``layer_to``: a residual sum or a concatenation fails here);
+    3. rows 3 and 4 take random channel subsets from ``x0`` and the rest from ``x1``: the same
+       channels of ``layer_to``'s input, and only those, must follow (each channel depends on its
+       own channel only: ReLU, pooling, BatchNorm and dropout pass; LocalResponseNorm or any
+       channel-mixing op fails).
+    Eval mode keeps the rows independent.
     """
     (src_name, src_mod), (dst_name, dst_mod) = src, dst
     pair = f"{src_name!r} → {dst_name!r}"
-    cap = _Capture(model, src, dst)
-    y0, u0 = cap.run(x0, fits=True)
-    if u0 is None:
+    x0 = x[:1]
+    x1 = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(x0)
+    masks: list = []
+
+    def mix(output: Tensor) -> Tensor:
+        output = output.clone()
+        n_ch = output.shape[1] if output.dim() > 1 else 1
+        masks.clear()
+        output[2] = output[0]
+        for row, seed in ((3, 1), (4, 2)):
+            mask = torch.rand(n_ch, generator=torch.Generator().manual_seed(seed)) < 0.5
+            masks.append(mask)
+            m = mask.view(n_ch, *([1] * (output.dim() - 2))).to(output.device)
+            output[row] = torch.where(m, output[0], output[1])
+        return output
+
+    y, u = _layer_to_input(model, src, dst, torch.cat([x0, x1.expand(4, *x0.shape[1:])]), mix,
+                           shape=x.shape)
+    if u is None:
         raise LayerError(f"layer {dst_name!r} is never reached by the forward pass of {type(model).__name__}")
-    if y0 is None:
+    if y is None:
         raise LayerError(f"layer {src_name!r} does not run before {dst_name!r} ({pair})")
 
     if isinstance(dst_mod, nn.Conv2d):
         if dst_mod.groups != 1:
             raise LayerError(f"{pair}: grouped convolution (groups={dst_mod.groups}) is not supported")
-        if y0.dim() != 4 or u0.dim() != 4 or dst_mod.in_channels != y0.shape[1]:
+        if y.dim() != 4 or u.dim() != 4 or dst_mod.in_channels != y.shape[1]:
             raise LayerError(f"{pair}: {dst_name!r} takes {dst_mod.in_channels} channels but "
-                             f"{src_name!r} outputs shape {tuple(y0.shape[1:])}")
+                             f"{src_name!r} outputs shape {tuple(y.shape[1:])}")
         channels = None
-        c = y0.shape[1]
     elif isinstance(dst_mod, nn.Linear):
-        if y0.dim() == 4:
-            c = y0.shape[1]
-            if dst_mod.in_features % c:
+        if y.dim() == 4:
+            channels = y.shape[1]
+            if dst_mod.in_features % channels:
                 raise LayerError(f"{pair}: {dst_name!r} has {dst_mod.in_features} inputs, not a "
-                                 f"multiple of the {c} channels of {src_name!r}")
-            channels = c
-        elif y0.dim() == 2:
-            if dst_mod.in_features != y0.shape[1]:
+                                 f"multiple of the {channels} channels of {src_name!r}")
+        elif y.dim() == 2:
+            if dst_mod.in_features != y.shape[1]:
                 raise LayerError(f"{pair}: {dst_name!r} has {dst_mod.in_features} inputs but "
-                                 f"{src_name!r} has {y0.shape[1]} outputs")
+                                 f"{src_name!r} has {y.shape[1]} outputs")
             channels = None
         else:
-            raise LayerError(f"{pair}: {src_name!r} outputs shape {tuple(y0.shape[1:])}")
-        c = channels if channels is not None else y0.shape[1]
+            raise LayerError(f"{pair}: {src_name!r} outputs shape {tuple(y.shape[1:])}")
     else:
         raise LayerError(f"{pair}: {dst_name!r} is a {type(dst_mod).__name__}; weight contributions "
                          "need a Conv2d or Linear layer_to")
 
-    def view(u: Tensor) -> Tensor:  # (N, channels, rest)
-        return u.reshape(u.shape[0], c, -1)
-
-    gen = torch.Generator().manual_seed(0)
-    x1 = torch.randn(x0.shape, generator=gen, dtype=torch.float64).to(x0)
-    y1, u1 = _Capture(model, src, dst).run(x1)
-    _, u_override = _Capture(model, src, dst, override=y0).run(x1)
-    if not _close(u_override, u0):
+    v = u.reshape(u.shape[0], y.shape[1], -1)  # (rows, channels of layer_from, rest)
+    if not _close(v[2], v[0]):
         raise LayerError(f"{pair}: the input of {dst_name!r} does not depend on {src_name!r} alone "
                          "(a residual sum or a concatenation?); skip this pair")
-    n_ch = y0.shape[1]
-    for seed in (1, 2):
-        mask = torch.rand(n_ch, generator=torch.Generator().manual_seed(seed)) < 0.5
-        mask_y = mask.view(1, n_ch, *([1] * (y0.dim() - 2))).to(y0.device)
-        _, u_mix = _Capture(model, src, dst, override=torch.where(mask_y, y0, y1)).run(x1)
-        mask_u = mask.view(1, n_ch, 1).to(y0.device)
-        expected = torch.where(mask_u, view(u0), view(u1))
-        if not _close(view(u_mix), expected):
+    for row, mask in zip((3, 4), masks):
+        expected = torch.where(mask.view(-1, 1).to(v.device), v[0], v[1])
+        if not _close(v[row], expected):
             raise LayerError(f"{pair}: the input of {dst_name!r} is not a channel-wise function of "
                              f"{src_name!r}'s output (channels mix on the way); skip this pair")
     return channels
@@ -293,8 +292,8 @@ def weight_contributions(model: nn.Module, layer_from: LayerSpec, layer_to: Laye
             for x, _, _ in iter_batches(inputs):
                 x = x.to(device=dev, dtype=dtype)
                 if channels is ...:
-                    channels = _check_pair(model, src, dst, x[:1])
-                _, u = _Capture(model, src, dst, keep_src=False).run(x)
+                    channels = _check_pair(model, src, dst, x)
+                _, u = _layer_to_input(model, src, dst, x)
                 dst_mod = dst[1]
                 with torch.no_grad():
                     if isinstance(dst_mod, nn.Conv2d):

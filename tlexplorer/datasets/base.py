@@ -73,7 +73,10 @@ class DomainSplit(Dataset):
 
     def to_tensor(self, image: np.ndarray) -> torch.Tensor:
         """uint8 (S, S, 3) → normalised float32 (3, S, S)."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+        image = np.ascontiguousarray(image)
+        if not image.flags.writeable:  # memory-mapped or PIL-backed: torch wants its own buffer
+            image = image.copy()
+        x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
         return (x - self._mean_t) / self._std_t
 
     def to_uint8(self, x: torch.Tensor) -> np.ndarray:

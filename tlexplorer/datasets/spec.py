@@ -54,6 +54,19 @@ def _norm_to_json(norm):
     return [list(resolved[0]), list(resolved[1])]
 
 
+_KEYS = {
+    "folders": {"kind", "source", "target", "image_size", "norm", "seed", "val_fraction"},
+    "torchvision": {"kind", "source", "target", "image_size", "norm", "seed", "val_fraction", "download"},
+}
+
+
+def _check_keys(spec: dict) -> None:
+    unknown = sorted(set(spec) - _KEYS[spec["kind"]])
+    if unknown:
+        raise DataError(f"data spec of kind {spec['kind']!r} has unknown keys {unknown}: "
+                        f"use {sorted(_KEYS[spec['kind']])}")
+
+
 def _require(spec: dict, key: str):
     if key not in spec:
         raise DataError(f"data spec of kind {spec.get('kind')!r} lacks {key!r}: {spec}")
@@ -69,6 +82,7 @@ def _load_folders(spec: dict) -> TransferData:
     from .folders import FileDomainSplit, scan_image_folder
     from .splits import stratified_split
 
+    _check_keys(spec)
     image_size, seed = int(spec.get("image_size", 224)), int(spec.get("seed", 0))
     val_fraction = float(spec.get("val_fraction", 0.15))
     norm = resolve_norm(spec.get("norm", "imagenet"))
@@ -84,12 +98,16 @@ def _load_folders(spec: dict) -> TransferData:
                                    role=role, split=split, classes=classes, indices=idx,
                                    image_size=image_size, norm=norm)
                    for split, idx in (("train", train_idx), ("val", val_idx))]
-    return TransferData(list(classes), *splits, spec=dict(spec))
+    # The stored spec is complete and has absolute paths, so it rebuilds from any working directory.
+    full = folders_spec(source_path, target_path, image_size=image_size, norm=spec.get("norm", "imagenet"),
+                        seed=seed, val_fraction=val_fraction)
+    return TransferData(list(classes), *splits, spec=full)
 
 
 def _load_torchvision(spec: dict) -> TransferData:
     from .torchvision_sets import load_torchvision_raw, split_raw
 
+    _check_keys(spec)
     image_size, seed = int(spec.get("image_size", 32)), int(spec.get("seed", 0))
     val_fraction = float(spec.get("val_fraction", 0.15))
     norm = resolve_norm(spec.get("norm", "half"))
@@ -116,7 +134,9 @@ def _load_torchvision(spec: dict) -> TransferData:
     src.domain, tgt.domain = _distinct_names(src.domain, tgt.domain)
     splits = [*split_raw(src, role="source", norm=norm, seed=seed, val_fraction=val_fraction),
               *split_raw(tgt, role="target", norm=norm, seed=seed, val_fraction=val_fraction)]
-    return TransferData(list(classes), *splits, spec=dict(spec))
+    full = torchvision_spec(*sides, image_size=image_size, norm=spec.get("norm", "half"), seed=seed,
+                            val_fraction=val_fraction, download=bool(spec.get("download", False)))
+    return TransferData(list(classes), *splits, spec=full)
 
 
 def load_transfer_data(spec: dict) -> TransferData:
@@ -130,7 +150,8 @@ def load_transfer_data(spec: dict) -> TransferData:
     Returns
     -------
     TransferData
-        With ``spec`` set so that ``load_transfer_data(data.spec)`` gives the same data again.
+        With ``spec`` completed (defaults filled in, paths made absolute) so that
+        ``load_transfer_data(data.spec)`` gives the same data again from any working directory.
 
     Raises
     ------

@@ -64,12 +64,12 @@ def font_paths() -> list[Path]:
     return found
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1024)  # fonts × pixel heights in use: a few hundred
 def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size)
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=64)
 def _digit_height_ratio(path: str) -> float:
     """Digit height in pixels per point of font size, to render digits at a chosen pixel height."""
     font = _font(path, 100)
@@ -259,6 +259,8 @@ def make_printed(per_class: int = 1000, seed: int = 0, *,
     """
     if int(per_class) < 2:
         raise DataError(f"per_class must be at least 2, got {per_class}")
+    if int(seed) < 0:
+        raise DataError(f"seed must be a non-negative integer, got {seed}")
     rng = np.random.default_rng([int(seed), GENERATOR_VERSION])
     labels = rng.permutation(np.repeat(np.arange(10, dtype=np.int64), int(per_class)))
     return render_printed(labels, rng, progress=progress), labels

@@ -18,11 +18,11 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from .._io import write_json
+from .._io import atomic_path, write_json
 from ..config import resolve_device
 from ..datasets.base import ArrayDomainSplit, DomainSplit, TransferData
 from ..errors import ModelError, RunError
-from ..models import build_model, file_sha256, output_layer, replace_head, save_checkpoint
+from ..models import build_model, file_sha256, output_layer, replace_head
 from .config_file import ConfigError, TrainOptions, normalize_model_spec, options_from_any
 from .history import (DATASETS, HISTORY_SCHEMA, best_accuracies, final_accuracies, validate_history,
                       write_history)
@@ -439,12 +439,26 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
                      target_model=target.eval())
 
 
+def save_weights(model: nn.Module, path: Path) -> Path:
+    """Write ``model``'s CPU ``state_dict`` atomically, byte-for-byte reproducibly.
+
+    Saving through an open file makes torch name the zip's top folder ``archive`` instead of after
+    the (random) temporary file name, so equal weights give an equal file and SHA-256 (checkpoint
+    identities key caches downstream).
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+    return path
+
+
 def _write_run(out_dir: Path, source: nn.Module, target: nn.Module, history: pl.DataFrame, config: dict) -> None:
     """Write the run's files atomically, ``config.json`` last (its presence marks a complete run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CONFIG_FILE).unlink(missing_ok=True)
-    save_checkpoint(source, out_dir / SOURCE_FILE)
-    save_checkpoint(target, out_dir / TARGET_FILE)
+    save_weights(source, out_dir / SOURCE_FILE)
+    save_weights(target, out_dir / TARGET_FILE)
     write_history(history, out_dir / HISTORY_FILE)
     config["checkpoints"] = {"source": file_sha256(out_dir / SOURCE_FILE),
                              "target": file_sha256(out_dir / TARGET_FILE)}

@@ -23,6 +23,7 @@ from typing import Any
 
 import datashader as ds
 import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend outside notebooks)
 import numpy as np
 import pandas as pd
 import panel as pn
@@ -421,25 +422,24 @@ class InstanceView(pn.viewable.Viewer):
 
     def plot(self) -> hv.DynamicMap:
         """The scatter's DynamicMap with its options (built once per view)."""
-        return self._dmap.opts(
-            hv.opts.RGB("Density", alpha=1.0),
-            hv.opts.Points(
-                "Instances",
-                color=hv.dim("class_name").categorize(self._colors, default="#999999"),
-                marker=hv.dim("role").categorize(DOMAIN_MARKERS, default="circle"),
-                size=9, line_width=1.8, fill_alpha=0.8, tools=[self._hover],
-                nonselection_alpha=0.25),
-            hv.opts.Points(
-                "Mispredicted", color=MISPREDICTED_COLOR,
-                marker=hv.dim("role").categorize(DOMAIN_MARKERS, default="circle"),
-                size=13, line_width=3.5, nonselection_alpha=0.25),
-            hv.opts.Overlay(
-                responsive=True, min_height=300, framewise=True, xaxis=None, yaxis=None,
-                tools=["box_select", "lasso_select", "tap"],
-                default_tools=["pan", "wheel_zoom", "box_zoom", "reset", *PLOT_TOOLS],
-                active_tools=["pan", "wheel_zoom"], toolbar="above",
-                title="Projection (t-SNE)", show_legend=False),
-        )
+        marker = hv.dim("role").categorize(DOMAIN_MARKERS, default="circle")
+        # dict specs work with the backend merely imported (hv.opts.* builders need hv.extension)
+        return self._dmap.opts({
+            "RGB.Density": {"alpha": 1.0},
+            "Points.Instances": {
+                "color": hv.dim("class_name").categorize(self._colors, default="#999999"),
+                "marker": marker, "size": 9, "line_width": 1.8, "fill_alpha": 0.8,
+                "tools": [self._hover], "nonselection_alpha": 0.25},
+            "Points.Mispredicted": {
+                "color": MISPREDICTED_COLOR, "marker": marker, "size": 13, "line_width": 3.5,
+                "nonselection_alpha": 0.25},
+            "Overlay": {
+                "responsive": True, "min_height": 300, "framewise": True, "xaxis": None,
+                "yaxis": None, "tools": ["box_select", "lasso_select", "tap"],
+                "default_tools": ["pan", "wheel_zoom", "box_zoom", "reset", *PLOT_TOOLS],
+                "active_tools": ["pan", "wheel_zoom"], "toolbar": "above",
+                "title": "Projection (t-SNE)", "show_legend": False},
+        })
 
     # ------------------------------------------------------------------ interaction
     def _on_tap(self, x=None, y=None) -> None:

@@ -103,7 +103,11 @@ def brightness_color(frac: np.ndarray) -> np.ndarray:
 
 
 class _Frame:
-    """Column-wise accumulator: ``add(col=array_or_scalar, ...)`` then ``frame()``."""
+    """Column-wise accumulator: ``add(col=array_or_scalar, ...)`` then ``frame()``.
+
+    Scalars are kept as ``(value, n)`` and expanded once at the end, and text columns become
+    object columns (pandas' Arrow strings cost more to build than the whole layout).
+    """
 
     def __init__(self, columns: list[str]):
         self.columns = columns
@@ -118,22 +122,29 @@ class _Frame:
         for c in self.columns:
             v = cols.get(c, None)
             if isinstance(v, (np.ndarray, list)):
-                arr = np.asarray(v, dtype=object if isinstance(v, list) else None)
-                if len(arr) != n:
-                    raise ValueError(f"column {c}: {len(arr)} values, expected {n}")
-                self.parts[c].append(arr)
+                if len(v) != n:
+                    raise ValueError(f"column {c}: {len(v)} values, expected {n}")
+                self.parts[c].append(v)
             else:
-                self.parts[c].append(np.full(n, v, dtype=object))
+                self.parts[c].append((v, n))
 
     def frame(self) -> pd.DataFrame:
         data = {}
         for c in self.columns:
-            if self.parts[c]:
-                arr = np.concatenate([np.asarray(p) for p in self.parts[c]])
-                data[c] = pd.Series(arr).infer_objects()
-            else:
-                data[c] = pd.Series([], dtype=object)
-        return pd.DataFrame(data, columns=self.columns)
+            runs: list = []  # merge consecutive equal scalars: one np.full per run
+            for p in self.parts[c]:
+                if (isinstance(p, tuple) and runs and isinstance(runs[-1], tuple)
+                        and type(runs[-1][0]) is type(p[0]) and runs[-1][0] == p[0]):
+                    runs[-1] = (p[0], runs[-1][1] + p[1])
+                else:
+                    runs.append(p)
+            arrays = [np.full(p[1], p[0], dtype=object if p[0] is None else None)
+                      if isinstance(p, tuple) else np.asarray(p) for p in runs]
+            arr = np.concatenate(arrays) if arrays else np.array([], dtype=object)
+            if arr.dtype.kind in "US":
+                arr = arr.astype(object)
+            data[c] = pd.Series(arr, dtype=arr.dtype, copy=False)
+        return pd.DataFrame(data, columns=self.columns, copy=False)
 
 
 # ----------------------------------------------------------------------------- layout
@@ -441,21 +452,23 @@ def _boxes(F: dict, stats: BoxStats, neurons: np.ndarray, *, on_rows: bool, band
     if model != "target":
         return  # the source side has no correspondence pies (§5.3.3)
     pie_c = band0 + summary - 0.55
-    for j, s, c in zip(idx, share, centre):
-        if np.isnan(s):
+    ok = ~np.isnan(share)
+    if not ok.any():
+        return
+    j, s, c = idx[ok], share[ok], centre[ok]
+    px, py = (np.full(len(j), pie_c), c) if on_rows else (c, np.full(len(j), pie_c))
+    turn = 2 * math.pi * (1.0 - s)  # the inherited share, red, from angle 0
+    for part, start, end, color in (("inherited", np.zeros(len(j)), turn, SOURCE_COLOR),
+                                    ("no source correspondence", turn,
+                                     np.full(len(j), 2 * math.pi), DOMAIN_TINT["target"])):
+        keep = end - start > 1e-9
+        if not keep.any():
             continue
-        px, py = (pie_c, c) if on_rows else (c, pie_c)
-        inherited_share = 1.0 - s
-        parts = [("inherited", 0.0, 2 * math.pi * inherited_share, SOURCE_COLOR),
-                 ("no source correspondence", 2 * math.pi * inherited_share, 2 * math.pi,
-                  DOMAIN_TINT["target"])]
-        for part, start, end, color in parts:
-            if end - start <= 1e-9:
-                continue
-            F["wedges"].add(_n=1, x=px, y=py, radius=0.36, start=start, end=end, color=color,
-                            model=model, layer_from=lf, layer_to=lt, side_layer=side_layer,
-                            neuron=int(neurons[j]), share_no_source=float(s),
-                            count=int(stats.count[j]), part=part)
+        F["wedges"].add(x=px[keep], y=py[keep], radius=np.full(int(keep.sum()), 0.36),
+                        start=start[keep], end=end[keep], color=color, model=model,
+                        layer_from=lf, layer_to=lt, side_layer=side_layer,
+                        neuron=neurons[j[keep]], share_no_source=s[keep],
+                        count=stats.count[j[keep]], part=part)
 
 
 # ----------------------------------------------------------------------------- the view
@@ -598,16 +611,27 @@ class NetworkView(pn.viewable.Viewer):
         layers = list(s.layers) if s.layers else list(s.layer_names)
         return s.focus_class, layers
 
+    def _toggles(self) -> tuple[bool, bool]:
+        return bool(self.session.hide_unimportant), bool(self.session.hide_source_weights)
+
+    def _frames_for(self, data: NetworkBlockData, toggles: tuple[bool, bool]) -> dict:
+        return layout_network(data, hide_unimportant=toggles[0], hide_source_weights=toggles[1])
+
     def _update_data(self) -> None:
-        """Recompute the aggregates of the focus class and layers, off the event loop when served."""
+        """Recompute aggregates and layout of the focus class and layers (off the loop when served).
+
+        Served, a background job computes both; the event loop only swaps the data sources.
+        """
         cls, layers = self._request()
         with self._lock:
             self._generation += 1
             gen = self._generation
         if cls is None:
             return
+        toggles = self._toggles()
         if not _in_server_session():
-            self._apply(gen, self._agg.network_block_data(cls, layers))
+            data = self._agg.network_block_data(cls, layers)
+            self._apply(gen, (data, toggles, self._frames_for(data, toggles)))
             return
         from tlexplorer.app import jobs
 
@@ -615,10 +639,11 @@ class NetworkView(pn.viewable.Viewer):
             self.updating = True
 
         def compute(callback=None):
-            return self._agg.network_block_data(cls, layers)
+            data = self._agg.network_block_data(cls, layers)
+            return data, toggles, self._frames_for(data, toggles)
 
         self._job = jobs.submit(self.session, compute, label=f"Network view: class {cls}",
-                                on_done=lambda data: self._apply(gen, data),
+                                on_done=lambda result: self._apply(gen, result),
                                 on_error=lambda exc: self._failed(gen, exc))
 
     def _failed(self, gen: int, exc: BaseException) -> None:
@@ -626,13 +651,15 @@ class NetworkView(pn.viewable.Viewer):
             with param.edit_constant(self):
                 self.updating = False
 
-    def _apply(self, gen: int, data: NetworkBlockData) -> None:
+    def _apply(self, gen: int, result: tuple) -> None:
         if gen != self._generation:
             return  # a newer request superseded this one
+        data, toggles, frames = result
         with param.edit_constant(self):
             self.data = data
             self.updating = False
-        self._redraw()
+        # the switches may have moved while the job ran: lay out again then
+        self._redraw(frames if toggles == self._toggles() else None)
 
     def wait(self, timeout: float = 30.0) -> None:
         """Block until a background update started by the view has ended (tests, scripts)."""
@@ -640,24 +667,27 @@ class NetworkView(pn.viewable.Viewer):
         if job is not None:
             job.wait(timeout)
 
-    def _redraw(self) -> None:
+    def _redraw(self, frames: dict | None = None) -> None:
         if self.data is None:
             return
-        frames = layout_network(self.data, hide_unimportant=self.session.hide_unimportant,
-                                hide_source_weights=self.session.hide_source_weights)
+        if frames is None:
+            frames = self._frames_for(self.data, self._toggles())
         with param.edit_constant(self):
             self.frames = frames
-        for name, frame in frames.items():
-            self._sources[name].data = _cds_data(frame)
         ext = frames["extent"].iloc[0]
         p = self._figure
         margin = 0.5
         x0, x1 = float(ext.x0) - margin, float(ext.x1) + margin
         y0, y1 = float(ext.y0) - margin, float(ext.y1) + margin
-        p.x_range.update(start=x0, end=x1, reset_start=x0, reset_end=x1)
-        p.y_range.update(start=y1, end=y0, reset_start=y1, reset_end=y0)
-        p.width = int(round((x1 - x0) * self.unit_px)) + 10
-        p.height = int(round((y1 - y0) * self.unit_px)) + 40
+        width = int(round((x1 - x0) * self.unit_px)) + 10
+        height = int(round((y1 - y0) * self.unit_px)) + 40
+        with pn.io.hold():  # one message to the browser for all sources and ranges
+            for name, frame in frames.items():
+                self._sources[name].data = _cds_data(frame)
+            p.x_range.update(start=x0, end=x1, reset_start=x0, reset_end=x1)
+            p.y_range.update(start=y1, end=y0, reset_start=y1, reset_end=y0)
+            p.update(width=width, height=height, min_width=width, min_height=height)
+            self._plot_pane.param.update(width=width, height=height)
         self._push()
 
     def _push(self) -> None:
@@ -724,7 +754,7 @@ class NetworkView(pn.viewable.Viewer):
             f"<span style='display:inline-block;width:9px;height:9px;border-radius:5px;"
             f"background:{SOURCE_COLOR}'></span> inherited weight",
             margin=(18, 5, 5, 5))
-        return pn.Row(
+        return pn.FlexBox(
             pn.pane.HTML("<b>Network relation</b>", margin=(18, 10, 5, 5)), cls, rng,
             pn.Row(hide_unimp, pn.pane.HTML("hide non-important", margin=(18, 2, 5, 0)),
                    margin=(10, 5)),
@@ -732,14 +762,22 @@ class NetworkView(pn.viewable.Viewer):
                    margin=(10, 5)),
             legend, pn.indicators.LoadingSpinner(value=self.param.updating, size=20,
                                                  margin=(18, 5)),
-            css_classes=["tlx-network-titlebar"])
+            flex_wrap="wrap", sizing_mode="stretch_width", css_classes=["tlx-network-titlebar"])
 
     def __panel__(self):
         if self._layout is None:
-            plot = pn.Column(self._plot_pane, scroll=True, max_height=self.max_height,
-                             sizing_mode="stretch_width", css_classes=["tlx-network-plot"])
+            plot = pn.Column(self._plot_pane, scroll=True, height=self.max_height,
+                             sizing_mode="stretch_width", min_width=300,
+                             css_classes=["tlx-network-plot"])
+            details = pn.Column(self.neuron_detail, self.weight_detail, width=340,
+                                css_classes=["tlx-network-details"])
+
+            def show(*_events: Any) -> None:  # the detail column takes room only when open
+                details.visible = (self.session.selected_neuron is not None
+                                   or self.session.selected_weight is not None)
+            self.session.param.watch(show, ["selected_neuron", "selected_weight"])
+            show()
             self._layout = pn.Column(
-                self._title_bar(),
-                pn.Row(plot, pn.Column(self.neuron_detail, self.weight_detail, width=360)),
+                self._title_bar(), pn.Row(plot, details, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width", css_classes=["tlx-network-view"])
         return self._layout

@@ -108,6 +108,7 @@ class FeatureVisService:
         self._memory: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._memory_items = memory_items
         self._pending: dict[tuple, Future] = {}
+        self._missing: set[tuple] = set()  # known cache misses (a miss costs a file open)
         self._lock = threading.Lock()
         self._models: dict[str, Any] = {}
         self._model_lock = threading.Lock()
@@ -133,6 +134,8 @@ class FeatureVisService:
             if key in self._memory:
                 self._memory.move_to_end(key)
                 return self._memory[key]
+            if key in self._missing:
+                return None
         try:
             arr = self.bundle.cache_array(self.cache_name(model, layer, neuron))
         except Exception:  # unreadable cache entry: recompute
@@ -140,6 +143,9 @@ class FeatureVisService:
         if arr is not None:
             arr = np.asarray(arr, dtype=np.uint8)
             self._remember(key, arr)
+        else:
+            with self._lock:
+                self._missing.add(key)
         return arr
 
     # -------------------------------------------------------------- models
@@ -204,31 +210,70 @@ class FeatureVisService:
         The callback runs in the worker thread (or right away when cached): callers that touch a
         session wrap it with :func:`tlexplorer.app.jobs.call_in_session`.
         """
-        cached = self.get(model, layer, neuron)
-        if cached is not None:
-            fut: Future = Future()
-            fut.set_result(cached)
-            if callback is not None:
-                callback(cached)
-            return fut
-        key = ("fv", model, layer, int(neuron))
+        return self.request_many(model, layer, [neuron], callback)[0]
 
-        def work() -> np.ndarray:
+    def request_many(self, model: str, layer: str, neurons: list[int],
+                     callback: Callable[[Any], None] | None = None,
+                     batch_size: int = 16) -> list[Future]:
+        """Like :meth:`request` for several neurons of one layer, optimised together in batches.
+
+        ``callback`` is called once per neuron (with its image or the exception). Returns one
+        future per neuron, in the order given.
+        """
+        futures: list[Future] = []
+        todo: list[tuple[int, Future]] = []
+        for neuron in neurons:
+            neuron = int(neuron)
+            cached = self.get(model, layer, neuron)
+            key = ("fv", model, layer, neuron)
+            if cached is not None:
+                fut: Future = Future()
+                fut.set_result(cached)
+            else:
+                with self._lock:
+                    fut = self._pending.get(key)
+                    if fut is None:
+                        fut = self._pending[key] = Future()
+                        todo.append((neuron, fut))
+            futures.append(fut)
+        for start in range(0, len(todo), batch_size):
+            self._pool.submit(self._visualize_batch, model, layer, todo[start:start + batch_size])
+        if callback is not None:
+            for fut in futures:
+                fut.add_done_callback(
+                    lambda f: callback(f.exception() if f.exception() is not None else f.result()))
+        return futures
+
+    def _visualize_batch(self, model: str, layer: str, items: list[tuple[int, Future]]) -> None:
+        """Worker: optimise the feature visualizations of ``items`` together, resolve their futures."""
+        neurons = [n for n, _f in items]
+        try:
             from tlexplorer.analysis import featurevis
             from tlexplorer.config import resolve_device
 
+            if self.unavailable:
+                raise RuntimeError(self.unavailable)
             net = self.model(model)
-            opts = self._image_options()
-            img = featurevis.visualize_neuron(net, layer, int(neuron), device=resolve_device(),
-                                              **opts)
+            images = featurevis.visualize_neurons(net, layer, neurons, device=resolve_device(),
+                                                  **self._image_options())
+        except BaseException as exc:  # delivered to every waiting caller
+            for n, fut in items:
+                with self._lock:
+                    self._pending.pop(("fv", model, layer, n), None)
+                fut.set_exception(exc)
+            return
+        for (n, fut), img in zip(items, images):
             img = np.asarray(img, dtype=np.uint8)
+            key = ("fv", model, layer, n)
             self._remember(key, img)
+            with self._lock:
+                self._missing.discard(key)
+                self._pending.pop(key, None)
             try:
-                self.bundle.write_cache_array(self.cache_name(model, layer, neuron), img)
+                self.bundle.write_cache_array(self.cache_name(model, layer, n), img)
             except Exception:  # read-only bundle: keep it in memory only
                 log.debug("could not cache %s", key, exc_info=True)
-            return img
-        return self._submit(key, work, callback)
+            fut.set_result(img)
 
     def input_tensor(self, row: int):
         """The instance ``row``'s thumbnail as a normalised model input (1, 3, S, S) tensor.
@@ -264,6 +309,8 @@ class FeatureVisService:
         def work() -> np.ndarray:
             from tlexplorer.analysis import featurevis
 
+            if self.unavailable:
+                raise RuntimeError(self.unavailable)
             net = self.model(model)
             x = self.input_tensor(row)
             fmap = featurevis.weight_feature_map(net, layer_from, layer_to, int(n1), int(n2), x)
@@ -290,6 +337,8 @@ def feature_vis_service(bundle: Any) -> FeatureVisService:
         svc = _SERVICES.get(key)
         if svc is None:
             svc = _SERVICES[key] = FeatureVisService(bundle)
+        else:
+            svc.bundle = bundle  # same content, maybe reopened elsewhere: use the newest handle
         _SERVICES.move_to_end(key)
         while len(_SERVICES) > 4:
             _SERVICES.popitem(last=False)
@@ -390,16 +439,16 @@ class NeuronDetail(pn.viewable.Viewer):
         similar = self._agg.top_similar(model, layer, neuron, cls, k=self.k)
         cards = []
         for row in similar.iter_rows(named=True):
-            img = FeatureVisImage(self._service, other, layer, row["neuron"], 64)
-            btn = pn.widgets.Button(name=f"#{row['neuron']}", width=64, height=26, margin=(0, 2),
+            img = FeatureVisImage(self._service, other, layer, row["neuron"], 52)
+            btn = pn.widgets.Button(name=f"#{row['neuron']}", width=56, height=26, margin=(0, 2),
                                     button_type="light")
             btn.on_click(lambda _e, n=row["neuron"]: setattr(
                 self.session, "selected_neuron", (other, layer, int(n))))
             cards.append(pn.Column(
                 img.pane, btn,
-                pn.pane.HTML(f"<span style='font-size:11px'>sim {row['similarity']:.3f}<br>"
+                pn.pane.HTML(f"<span style='font-size:10px'>sim {row['similarity']:.3f}<br>"
                              f"rank {row['rank']}</span>", margin=(0, 2)),
-                width=72, margin=2))
+                width=60, margin=1))
         rows = self._agg.top_activating(model, layer, neuron, k=self.k, domain="target", cls=cls)
         thumbs = ""
         try:
@@ -417,8 +466,8 @@ class NeuronDetail(pn.viewable.Viewer):
                          f"<span style='color:{DOMAIN_COLOR[other]}'>{other}</span> neurons</b>",
                          margin=(2, 5)),
             pn.Row(*cards, margin=0),
-            pn.pane.HTML(f"<b style='font-size:12px'>Top activating {html.escape(str(cls))} "
-                         f"target instances</b>"
+            pn.pane.HTML(f"<b style='font-size:12px'>Target instances of class "
+                         f"{html.escape(str(cls))} that activate it most</b>"
                          f"<div style='display:flex;gap:3px'>{thumbs}</div>", margin=(2, 5)),
         ]
         self._panel.visible = True

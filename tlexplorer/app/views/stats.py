@@ -10,6 +10,7 @@ import html
 from typing import Any
 
 import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend outside notebooks)
 import pandas as pd
 import panel as pn
 import param

@@ -1,0 +1,224 @@
+"""Benchmark: Layer Conductance of all hidden layers in one pass vs captum, and weight contributions.
+
+Seconds per image, median over repeats, for
+  (a) captum ``LayerConductance`` looped over the 7 hidden layers,
+  (b) ``tlexplorer.analysis.layer_conductance`` (all layers, one path),
+  (c) the floor: one batched forward + backward of the N * (n_steps + 1) path points, nothing else;
+      (c1) backward to the input (what IntegratedGradients costs), (c2) backward only down to the
+      first hidden layer's output (the least backward any conductance of that layer needs),
+on digits-alexnet (32x32) and torchvision alexnet (224x224), random weights, eval mode, and
+weight contributions conv -> conv vs a brute-force grouped convolution.
+
+    python benchmarks/bench_attribution.py --write docs/performance.md
+
+writes the table into the "Attribution" section of ``docs/performance.md`` (between markers).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import captum  # noqa: E402
+from captum.attr import LayerConductance  # noqa: E402
+
+from tlexplorer.analysis.attribution import layer_conductance  # noqa: E402
+from tlexplorer.analysis.contributions import conv_contributions  # noqa: E402
+from tlexplorer.models import build_model, hidden_layers  # noqa: E402
+
+START, END = "<!-- bench_attribution:start -->", "<!-- bench_attribution:end -->"
+METHOD = "riemann_trapezoid"
+
+
+def path_points(x, n_steps):
+    alphas = torch.linspace(0, 1, n_steps + 1, dtype=x.dtype)
+    return torch.cat([a * x for a in alphas])
+
+
+def run_captum(model, names, x, t, n_steps, ibs=None):
+    for name in names:
+        LayerConductance(model, model.get_submodule(name)).attribute(
+            x, target=t, n_steps=n_steps, method=METHOD, internal_batch_size=ibs)
+
+
+def run_ours(model, names, x, t, n_steps, ibs=None):
+    layer_conductance(model, names, x, t, n_steps=n_steps, method=METHOD, device="cpu",
+                      internal_batch_size=ibs, completeness_tol=None)
+
+
+def run_floor_input(model, names, x, t, n_steps):
+    """(c1): forward + backward to the input, default layout (what integrated gradients costs)."""
+    points = path_points(x, n_steps).requires_grad_()
+    out = model(points).gather(1, t.repeat(n_steps + 1).unsqueeze(1)).sum()
+    torch.autograd.grad(out, points)
+
+
+def run_floor_first_layer(model, names, x, t, n_steps):
+    """(c2): forward + backward down to the first hidden layer's output only, channels-last like
+    ours: the least any conductance of that layer can cost."""
+    kept = []
+    handle = model.get_submodule(names[0]).register_forward_hook(lambda m, i, o: kept.append(o))
+    try:
+        points = path_points(x, n_steps).contiguous(memory_format=torch.channels_last)
+        out = model(points).gather(1, t.repeat(n_steps + 1).unsqueeze(1)).sum()
+    finally:
+        handle.remove()
+    torch.autograd.grad(out, kept)
+
+
+def brute_force(a, conv):
+    w = conv.weight.detach()
+    c_out, c_in, kh, kw = w.shape
+    grouped = w.transpose(0, 1).reshape(c_in * c_out, 1, kh, kw)
+    maps = F.conv2d(a, grouped, None, conv.stride, conv.padding, conv.dilation, groups=c_in)
+    return maps.sum(dim=(2, 3)).view(a.shape[0], c_in, c_out)
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def bench_conductance(label, model, size, n, n_steps, repeats, ibs_points):
+    names = [layer.name for layer in hidden_layers(model)]
+    assert len(names) == 7, names
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, size, size, generator=gen)
+    t = torch.randint(0, 10, (n,), generator=gen)
+    ibs = ibs_points * n  # memory-bounded variant: ibs_points path points per instance per pass
+    fns = {"captum": run_captum, "ours": run_ours, "floor_input": run_floor_input,
+           "floor_first": run_floor_first_layer,
+           "captum_ibs": lambda *a: run_captum(*a, ibs=ibs), "ours_ibs": lambda *a: run_ours(*a, ibs=ibs)}
+    for fn in fns.values():  # warm-up: allocator, thread pool, captum imports
+        fn(model, names, x[:1], t[:1], 2)
+    times = {key: [] for key in fns}
+    for _ in range(repeats):  # interleaved, so that load changes hit every variant alike
+        for key, fn in fns.items():
+            times[key].append(timed(fn, model, names, x, t, n_steps) / n)
+    med = {key: statistics.median(v) for key, v in times.items()}
+    print(f"{label}: " + ", ".join(f"{k} {v:.4f} s/img ({', '.join(f'{s:.3f}' for s in times[k])})"
+                                   for k, v in med.items()), flush=True)
+    return med
+
+
+def bench_contributions(label, model, layer_to, size, n, repeats):
+    conv = model.get_submodule(layer_to)
+    kept = []
+    handle = conv.register_forward_pre_hook(lambda m, i: kept.append(i[0].detach()))
+    try:
+        with torch.no_grad():
+            model(torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(0)))
+    finally:
+        handle.remove()
+    a = kept[0]
+    with torch.no_grad():
+        torch.testing.assert_close(conv_contributions(a, conv), brute_force(a, conv), rtol=1e-3, atol=1e-3)
+        times = {"ours": [], "brute": []}
+        for _ in range(repeats):
+            times["ours"].append(timed(conv_contributions, a, conv) / n)
+            times["brute"].append(timed(brute_force, a, conv) / n)
+    med = {key: statistics.median(v) for key, v in times.items()}
+    print(f"{label}: ours {med['ours']:.2e} s/img, brute force {med['brute']:.2e} s/img", flush=True)
+    return med, tuple(a.shape[1:]), tuple(conv.weight.shape)
+
+
+def table(results, contrib, args, load_before, load_after) -> str:
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()} "
+        f"({os.cpu_count()} cores), torch {torch.__version__}, captum {captum.__version__}, CPU, "
+        f"`torch.set_num_threads({args.threads})`, n_steps={args.n_steps} ({METHOD}), random "
+        f"weights, eval mode, float32; median of {args.repeats} interleaved repeats; load average "
+        f"{load_before:.1f} before, {load_after:.1f} after.",
+        "",
+        "Seconds per image, all path points of a batch in one pass (`internal_batch_size=None`, "
+        "captum's default):",
+        "",
+        "| model (input, images) | (a) captum × 7 layers | (b) ours | (c1) floor: fwd + bwd to input "
+        "| (c2) floor: fwd + bwd to 1st layer, channels-last | (a)/(b) | (b)/(c1) | (b)/(c2) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, med in results:
+        lines.append(
+            f"| {label} | {med['captum']:.3f} | {med['ours']:.3f} | {med['floor_input']:.3f} | "
+            f"{med['floor_first']:.3f} | **{med['captum'] / med['ours']:.1f}×** | "
+            f"{med['ours'] / med['floor_input']:.2f} | {med['ours'] / med['floor_first']:.2f} |")
+    lines += ["", f"Memory-bounded, `internal_batch_size = {args.ibs_points} × images` for both "
+              "(captum re-evaluates the step shared by consecutive chunks, ours carries it over):", "",
+              "| model (input, images) | (a) captum × 7 layers | (b) ours | (a)/(b) |", "|---|---|---|---|"]
+    for label, med in results:
+        lines.append(f"| {label} | {med['captum_ibs']:.3f} | {med['ours_ibs']:.3f} | "
+                     f"**{med['captum_ibs'] / med['ours_ibs']:.1f}×** |")
+    lines += ["", "Weight contributions conv → conv, seconds per image:", "",
+              "| pair (input of layer_to, kernel) | ours (patch sums) | brute-force grouped conv | speed-up |",
+              "|---|---|---|---|"]
+    for label, (med, a_shape, w_shape) in contrib:
+        lines.append(f"| {label} ({a_shape}, {w_shape}) | {med['ours']:.2e} s | {med['brute']:.2e} s | "
+                     f"**{med['brute'] / med['ours']:.0f}×** |")
+    return "\n".join(lines)
+
+
+def write_section(path: Path, body: str, command: str) -> None:
+    block = f"{START}\nRegenerate with `{command}`.\n\n{body}\n{END}"
+    text = path.read_text() if path.exists() else "# Performance\n"
+    if START in text and END in text:
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n## Attribution\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n-steps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--digits-images", type=int, default=16)
+    parser.add_argument("--alexnet-images", type=int, default=2)
+    parser.add_argument("--ibs-points", type=int, default=8,
+                        help="memory-bounded variant: path points per image per pass")
+    parser.add_argument("--write", type=Path, default=None, help="markdown file to update")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+
+    torch.manual_seed(0)
+    digits = build_model("digits-alexnet", 10).eval()
+    torch.manual_seed(0)
+    alexnet = build_model("alexnet", 10).eval()
+    results = [
+        (f"digits-alexnet (32×32, {args.digits_images})",
+         bench_conductance("digits-alexnet", digits, 32, args.digits_images, args.n_steps,
+                           args.repeats, args.ibs_points)),
+        (f"alexnet (224×224, {args.alexnet_images})",
+         bench_conductance("alexnet", alexnet, 224, args.alexnet_images, args.n_steps, args.repeats,
+                           args.ibs_points)),
+    ]
+    contrib = [
+        ("digits-alexnet conv2 → conv3", bench_contributions("digits conv2→conv3", digits,
+                                                             "features.conv3", 32, 64, args.repeats * 3)),
+        ("alexnet features.3 → features.6", bench_contributions("alexnet conv2→conv3", alexnet,
+                                                                "features.6", 224, 8, args.repeats * 3)),
+    ]
+    load_after = os.getloadavg()[0]
+    body = table(results, contrib, args, load_before, load_after)
+    print(body)
+    if args.write is not None:
+        command = "python benchmarks/bench_attribution.py --write docs/performance.md"
+        write_section(args.write, body, command)
+        print(f"wrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()

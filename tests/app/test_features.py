@@ -1,0 +1,120 @@
+"""The feature view: ranking order, checked neurons and biplot axes, the discriminability plot."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import holoviews as hv
+import pytest
+
+from tlexplorer.aggregates import aggregates_for
+from tlexplorer.app.state import Session
+from tlexplorer.app.views import features
+from tlexplorer.app.views.features import FeatureView, active_axes, mirrored_histogram_svg
+from tlexplorer.app.views.neuron_detail import feature_vis_service
+
+_spec = importlib.util.spec_from_file_location(
+    "tlx_synthetic_bundle", Path(__file__).parent / "synthetic_bundle.py")
+synthetic = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(synthetic)
+
+LAYERS = (("features.conv1", "conv", 6), ("features.conv2", "conv", 8),
+          ("classifier.fc6", "linear", 10))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    path = synthetic.make_synthetic_bundle(tmp_path_factory.mktemp("feat") / "bundle",
+                                           classes=("0", "1", "2"), per_class=10, layers=LAYERS,
+                                           seed=7)
+    b = synthetic.open_test_bundle(path)
+    feature_vis_service(b).unavailable = "synthetic bundle: no model"
+    return b
+
+
+@pytest.fixture()
+def session(bundle):
+    return Session(bundle)
+
+
+def test_mirrored_histogram_svg():
+    svg = mirrored_histogram_svg([0, 2, 2], [4, 0, 0], width=30, height=20)
+    rects = re.findall(r"<rect x='([\d.]+)' y='([\d.]+)' width='[\d.]+' height='([\d.]+)' "
+                       r"fill='(#[0-9a-f]+)'", svg)
+    src = [r for r in rects if r[3] == "#d62728"]
+    tgt = [r for r in rects if r[3] == "#1f77b4"]
+    assert len(src) == 2 and len(tgt) == 1
+    assert all(float(y) + float(h) == pytest.approx(10) for _x, y, h, _c in src)  # above the axis
+    assert all(float(y) == pytest.approx(10) for _x, y, _h, _c in tgt)  # below it
+    # shares: source bins hold 1/2 each, the target bin 1 -> target bar twice as tall
+    assert float(tgt[0][2]) == pytest.approx(2 * float(src[0][2]))
+
+
+def test_active_axes_top_five_then_checked():
+    import pandas as pd
+
+    frame = pd.DataFrame({"layer": list("abcdefg"), "neuron": range(7)})
+    assert active_axes(frame, []) == [(c, i) for i, c in enumerate("abcde")]
+    assert active_axes(frame, [("g", 6), ("a", 0), ("zz", 1)])[-1] == ("g", 6)
+    assert len(active_axes(frame, [("g", 6), ("a", 0)])) == 6
+
+
+def test_order_follows_session(session, bundle):
+    session.feature_scope = "1"
+    view = FeatureView(session=session)
+    agg = aggregates_for(bundle)
+    desc = agg.feature_ranking("1", "descending")
+    assert view.ranking["label"].tolist() == desc["label"].to_list()
+    assert view.ranking["rank"].tolist()[0] == 1
+    session.feature_order = "ascending"
+    asc = agg.feature_ranking("1", "ascending")
+    assert view.ranking["label"].tolist() == asc["label"].to_list()
+    assert view._table.value["label"].tolist() == asc["label"].to_list()
+    top = list(zip(asc["layer"].to_list()[:5], asc["neuron"].to_list()[:5]))
+    assert view.axes == top
+    assert view._table.value["axis"].tolist()[:6] == ["●"] * 5 + [""]
+
+
+def test_checked_neurons_change_the_axes(session):
+    session.feature_scope = "__all__"
+    view = FeatureView(session=session)
+    before = list(view.axes)
+    assert len(before) == 5
+    last = view.ranking.iloc[-1]
+    key = (last["layer"], int(last["neuron"]))
+    session.checked_neurons = [key]
+    assert view.axes == before + [key]
+    assert view._table.selection == [len(view.ranking) - 1]
+    assert view._table.value["axis"].iloc[-1] == "●"
+    # the plot's axes overlay follows: the arrows carry the new label
+    labels = [el for el in view._plot.object.traverse(lambda e: e, [hv.Labels])]
+    assert last["label"] in set(labels[-1].data["label"])
+    # checking rows in the table writes back to the session
+    view._table.selection = [0, 1]
+    assert session.checked_neurons == [(view.ranking.iloc[i]["layer"],
+                                        int(view.ranking.iloc[i]["neuron"])) for i in (0, 1)]
+    session.checked_neurons = []
+    assert view.axes == before
+
+
+def test_scope_changes_plot_and_summary(session, bundle, monkeypatch):
+    session.feature_scope = "2"
+    view = FeatureView(session=session)
+    points = [el for el in view._plot.object.traverse(lambda e: e, [hv.Points])
+              if el.label in ("source", "target")]
+    assert sum(len(p) for p in points) == 20  # 10 source + 10 target instances of class 2
+    assert "CV accuracy" in view._summary.object
+    monkeypatch.setattr(features, "DATASHADE_THRESHOLD", 5)
+    session.feature_scope = "__all__"
+    # beyond the threshold the scatter is rasterized by datashader (a DynamicMap of RGB)
+    dmaps = view._plot.object.traverse(lambda e: e, [hv.DynamicMap])
+    assert dmaps, "expected a datashaded DynamicMap"
+    assert view.ranking["rank"].tolist()[0] == 1
+
+
+def test_panel_builds(session):
+    view = FeatureView(session=session)
+    layout = view.__panel__()
+    assert layout is view.__panel__()
+    assert layout.get_root() is not None

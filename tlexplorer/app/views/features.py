@@ -1,0 +1,404 @@
+"""The feature view (paper §5.4.2, Fig. 1 D): feature ranking list and domain discriminability plot.
+
+* The ranking list shows the neurons of the scope's domain classifier (Algorithm 1) ordered by
+  domain discriminability (|coefficient|), descending or ascending (``session.feature_order``): layer,
+  neuron index, feature visualization (a placeholder while it is computed in the background) and a
+  mirrored histogram of the target model's Layer Conductance, source instances above the axis in
+  red and target instances below in blue. A checkbox per row activates the neuron's biplot axis
+  (``session.checked_neurons``).
+* The discriminability plot projects the attributions with ``[u, g]`` (classifier weights, first
+  principal component): red crosses are source instances, blue circles target ones; the decision
+  boundary is the vertical line x = 0; biplot axes (arrows from the origin labelled ``L5#173``) for
+  the top five rows in the current order plus the checked ones. Beyond
+  :data:`DATASHADE_THRESHOLD` points the scatter is rasterized by datashader, coloured by domain.
+"""
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from tlexplorer.aggregates import ALL, aggregates_for
+from tlexplorer.app.state import Session
+from tlexplorer.app.views import SOURCE_COLOR, TARGET_COLOR
+from tlexplorer.app.views.neuron_detail import (_call_in_session, _session_doc, feature_vis_service,
+                                                img_html, placeholder_html, unavailable_html)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DATASHADE_THRESHOLD", "FeatureView", "active_axes", "mirrored_histogram_svg"]
+
+#: Scatter points beyond which the discriminability plot is rasterized with datashader.
+DATASHADE_THRESHOLD = 5000
+#: Rows whose biplot axes are drawn without being checked (paper: the top five).
+TOP_AXES = 5
+THUMB_PX = 40
+#: Rows (from the top of the current order) whose missing feature visualizations are computed.
+PREFETCH_ROWS = 60
+
+
+def mirrored_histogram_svg(source_counts, target_counts, *, width: int = 132, height: int = 40,
+                           lo: float | None = None, hi: float | None = None) -> str:
+    """A small inline SVG: source distribution above the axis (red), target below (blue).
+
+    Each domain is normalised to its own total (a share per bin), both on one scale, so that domains
+    of different size compare.
+    """
+    s = np.asarray(source_counts, dtype=np.float64)
+    t = np.asarray(target_counts, dtype=np.float64)
+    bins = max(len(s), len(t), 1)
+    ps = s / s.sum() if s.sum() > 0 else np.zeros(bins)
+    pt = t / t.sum() if t.sum() > 0 else np.zeros(bins)
+    peak = max(ps.max(initial=0), pt.max(initial=0)) or 1.0
+    mid = height / 2
+    bw = width / bins
+    rects = []
+    for i in range(bins):
+        hs = ps[i] / peak * (mid - 1) if i < len(ps) else 0
+        ht = pt[i] / peak * (mid - 1) if i < len(pt) else 0
+        if hs > 0:
+            rects.append(f"<rect x='{i * bw:.1f}' y='{mid - hs:.1f}' width='{bw * 0.9:.1f}' "
+                         f"height='{hs:.1f}' fill='{SOURCE_COLOR}'/>")
+        if ht > 0:
+            rects.append(f"<rect x='{i * bw:.1f}' y='{mid:.1f}' width='{bw * 0.9:.1f}' "
+                         f"height='{ht:.1f}' fill='{TARGET_COLOR}'/>")
+    title = ""
+    if lo is not None and hi is not None:
+        title = (f"<title>conductance {lo:.3g} to {hi:.3g}; source {int(s.sum())} (above), "
+                 f"target {int(t.sum())} (below)</title>")
+    return (f"<svg class='tlx-mirror-hist' width='{width}' height='{height}' "
+            f"viewBox='0 0 {width} {height}' xmlns='http://www.w3.org/2000/svg'>{title}"
+            f"<line x1='0' y1='{mid}' x2='{width}' y2='{mid}' stroke='#666' stroke-width='0.7'/>"
+            + "".join(rects) + "</svg>")
+
+
+def active_axes(ranking: pd.DataFrame | Any, checked: list, top: int = TOP_AXES) -> list[tuple[str, int]]:
+    """Neurons whose biplot axes are drawn: the first ``top`` rows of the ranking, then the checked.
+
+    Parameters
+    ----------
+    ranking : frame with ``layer`` and ``neuron`` columns, in the displayed order
+    checked : list of (layer, neuron)
+    """
+    layers = list(ranking["layer"])
+    neurons = [int(n) for n in ranking["neuron"]]
+    out = list(zip(layers[:top], neurons[:top]))
+    present = set(zip(layers, neurons))
+    for layer, neuron in checked:
+        key = (str(layer), int(neuron))
+        if key in present and key not in out:
+            out.append(key)
+    return out
+
+
+class FeatureView(pn.viewable.Viewer):
+    """Feature ranking list and domain discriminability plot of ``session.feature_scope``.
+
+    Build it with ``FeatureView(session=session)``; everything it shows follows the session's
+    ``feature_scope``, ``feature_order`` and ``checked_neurons``.
+    """
+
+    session = param.ClassSelector(class_=Session, doc="The browser session's state")
+    ranking = param.DataFrame(default=None, constant=True,
+                              doc="The ranking list as displayed (pandas, in display order)")
+    axes = param.List(default=[], constant=True,
+                      doc="(layer, neuron) of the biplot axes drawn now")
+    plot_height = param.Integer(default=420, doc="Height of the discriminability plot (px)")
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        if self.session is None or self.session.bundle is None:
+            raise ValueError("FeatureView needs a session with a bundle: FeatureView(session=s)")
+        import holoviews as hv
+
+        hv.renderer("bokeh")  # the bokeh plotting backend, loaded once per process
+        self._agg = aggregates_for(self.session.bundle)
+        self._service = feature_vis_service(self.session.bundle)
+        self._syncing = False
+        self._images: dict[tuple[str, int], str] = {}
+        self._base: dict[str, pd.DataFrame] = {}
+        self._table = pn.widgets.Tabulator(
+            pd.DataFrame(), selectable="checkbox", disabled=True, show_index=False,
+            sortable=False, layout="fit_data_table", height=360, sizing_mode="stretch_width",
+            formatters={"feature": {"type": "html"}, "histogram": {"type": "html"}},
+            text_align={"coef": "right", "axis": "center"},
+            titles={"label": "neuron", "feature": "feature", "histogram":
+                    "conductance: source ▲ / target ▼", "coef": "discrim.", "axis": "axis"},
+            hidden_columns=["layer", "neuron", "rank"], row_height=THUMB_PX + 8, pagination=None,
+            css_classes=["tlx-feature-ranking"])
+        self._table.param.watch(self._on_selection, "selection")
+        self._summary = pn.pane.HTML("", margin=(0, 5, 5, 10))
+        self._plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=self.plot_height,
+                                       css_classes=["tlx-discriminability-plot"])
+        self._plot_points = None
+        self.session.param.watch(self._on_scope, ["feature_scope"])
+        self.session.param.watch(self._on_order, ["feature_order"])
+        self.session.param.watch(self._on_checked, ["checked_neurons"])
+        self._layout = None
+        self._on_scope()
+
+    # ------------------------------------------------------------------ data
+    @property
+    def scope(self) -> str:
+        return self.session.feature_scope or ALL
+
+    def _image_html(self, layer: str, neuron: int) -> str:
+        key = (layer, int(neuron))
+        if key in self._images:
+            return self._images[key]
+        image = self._service.get("target", layer, neuron)
+        if image is not None:
+            out = img_html(image, THUMB_PX, f"target {layer} #{neuron}", TARGET_COLOR)
+            self._images[key] = out
+            return out
+        if self._service.unavailable:
+            return unavailable_html(THUMB_PX, self._service.unavailable)
+        return placeholder_html(THUMB_PX)
+
+    def _base_frame(self, scope: str) -> pd.DataFrame:
+        """The scope's rows with their histogram SVGs, most discriminative first (built once)."""
+        cached = self._base.get(scope)
+        if cached is not None:
+            return cached
+        fr = self._agg.feature_ranking(scope, "descending")
+        hists = [mirrored_histogram_svg(s, t, lo=lo, hi=hi) for s, t, lo, hi in zip(
+            fr["hist_source"].to_list(), fr["hist_target"].to_list(), fr["bin_lo"].to_list(),
+            fr["bin_hi"].to_list())]
+        base = pd.DataFrame({
+            "label": fr["label"].to_list(), "layer": fr["layer"].to_list(),
+            "neuron": fr["neuron"].to_list(), "rank": fr["rank"].to_list(),
+            "layer_index": fr["layer_index"].to_list(), "histogram": hists,
+            "coef": np.round(fr["coef"].to_numpy(), 4),
+        })
+        self._base = {scope: base}  # one scope at a time: the frames hold SVG text
+        return base
+
+    def _frame(self) -> pd.DataFrame:
+        """The ranking list in the session's order (``descending``: rank 1 first)."""
+        base = self._base_frame(self.scope)
+        desc = self.session.feature_order == "descending"
+        frame = base.sort_values(["rank", "layer_index", "neuron"], ascending=[desc, True, True],
+                                 kind="stable").reset_index(drop=True)
+        frame.insert(4, "feature", [self._image_html(l, n) for l, n in
+                                    zip(frame["layer"], frame["neuron"])])
+        frame["axis"] = ""
+        return frame.drop(columns=["layer_index"])
+
+    def _request_images(self, frame: pd.DataFrame) -> None:
+        """Compute missing feature visualizations in the background and patch their cells."""
+        if self._service.unavailable:
+            return
+        doc = _session_doc()
+        head = frame.head(PREFETCH_ROWS)
+        missing: dict[str, list[int]] = {}
+        for layer, neuron in zip(head["layer"], head["neuron"]):
+            key = (str(layer), int(neuron))
+            if key in self._images or self._service.get("target", layer, neuron) is not None:
+                continue
+            missing.setdefault(str(layer), []).append(int(neuron))
+
+        def patch(key: tuple[str, int], result: Any) -> None:
+            if isinstance(result, BaseException):
+                value = unavailable_html(THUMB_PX, f"{type(result).__name__}: {result}")
+            else:
+                value = img_html(result, THUMB_PX, f"target {key[0]} #{key[1]}", TARGET_COLOR)
+                self._images[key] = value
+
+            def apply() -> None:
+                df = self._table.value
+                if df is None or df.empty:
+                    return
+                hit = np.flatnonzero((df["layer"].to_numpy() == key[0])
+                                     & (df["neuron"].to_numpy() == key[1]))
+                if hit.size:
+                    self._table.patch({"feature": [(int(hit[0]), value)]})
+            _call_in_session(doc, apply)
+
+        for layer, neurons in missing.items():  # one batched optimisation per layer
+            futures = self._service.request_many("target", layer, neurons)
+            for neuron, fut in zip(neurons, futures):
+                fut.add_done_callback(lambda f, key=(layer, neuron): patch(
+                    key, f.exception() if f.exception() is not None else f.result()))
+
+    # ------------------------------------------------------------------ reactions
+    def _on_scope(self, *events: Any) -> None:
+        self._refresh_table()
+        self._refresh_plot(rebuild=True)
+
+    def _on_order(self, *events: Any) -> None:
+        self._refresh_table()
+        self._refresh_plot()
+
+    def _on_checked(self, *events: Any) -> None:
+        if not self._syncing:
+            self._sync_selection()
+        self._refresh_plot()
+
+    def _refresh_table(self) -> None:
+        frame = self._frame()
+        axes = active_axes(frame, self.session.checked_neurons)
+        shown = set(axes)
+        frame["axis"] = ["●" if (str(l), int(n)) in shown else "" for l, n in
+                         zip(frame["layer"], frame["neuron"])]
+        self._syncing = True
+        try:
+            self._table.value = frame
+            with param.edit_constant(self):
+                self.ranking = self._table.value
+                self.axes = axes
+            self._sync_selection()
+        finally:
+            self._syncing = False
+        self._request_images(frame)
+        summary = self._agg.discriminability_summary(self.scope)
+        cv = summary.get("cv_accuracy")
+        scope = "all classes" if self.scope == ALL else f"class {html.escape(str(self.scope))}"
+        self._summary.object = (
+            f"<span style='font-size:13px'>Domain classifier on {scope}: CV accuracy "
+            f"<b>{'–' if cv is None else f'{cv:.3f}'}</b>"
+            + (f" · {summary.get('n_source')} source / {summary.get('n_target')} target instances"
+               if summary else "") + "</span>")
+
+    def _sync_selection(self) -> None:
+        frame = self.ranking
+        if frame is None or frame.empty:
+            return
+        checked = {(str(l), int(n)) for l, n in self.session.checked_neurons}
+        sel = [i for i, key in enumerate(zip(frame["layer"], frame["neuron"]))
+               if (str(key[0]), int(key[1])) in checked]
+        old = self._syncing
+        self._syncing = True
+        try:
+            self._table.selection = sel
+        finally:
+            self._syncing = old
+
+    def _on_selection(self, event: Any) -> None:
+        if self._syncing:
+            return
+        frame = self.ranking
+        if frame is None:
+            return
+        chosen = [(str(frame["layer"].iloc[i]), int(frame["neuron"].iloc[i])) for i in event.new
+                  if i < len(frame)]
+        self._syncing = True
+        try:
+            self.session.checked_neurons = chosen
+        finally:
+            self._syncing = False
+
+    def _mark_axes(self) -> None:
+        """Recompute which axes are drawn and patch the table's ``axis`` column."""
+        frame = self.ranking
+        if frame is None or frame.empty:
+            with param.edit_constant(self):
+                self.axes = []
+            return
+        axes = active_axes(frame, self.session.checked_neurons)
+        with param.edit_constant(self):
+            self.axes = axes
+        shown = set(axes)
+        marks = ["●" if (str(l), int(n)) in shown else "" for l, n in
+                 zip(frame["layer"], frame["neuron"])]
+        changed = [(i, m) for i, (m, old) in enumerate(zip(marks, frame["axis"])) if m != old]
+        if changed:
+            self._table.patch({"axis": changed})
+
+    # ------------------------------------------------------------------ plot
+    def _points_element(self, proj: dict):
+        import holoviews as hv
+
+        n = len(proj["x"])
+        df = pd.DataFrame({"x": proj["x"], "y": proj["y"], "domain": proj["domain"].astype(str)})
+        if n > DATASHADE_THRESHOLD:
+            import datashader as ds
+            from holoviews.operation.datashader import datashade, dynspread
+
+            points = hv.Points(df, ["x", "y"], ["domain"])
+            shaded = datashade(points, aggregator=ds.count_cat("domain"),
+                               color_key={"source": SOURCE_COLOR, "target": TARGET_COLOR},
+                               min_alpha=60)
+            return dynspread(shaded, threshold=0.6, max_px=3)
+        src = hv.Points(df[df["domain"] == "source"], ["x", "y"], ["domain"],
+                        label="source").opts(marker="x", color=SOURCE_COLOR, size=6, alpha=0.7,
+                                            line_width=1.2)
+        tgt = hv.Points(df[df["domain"] == "target"], ["x", "y"], ["domain"],
+                        label="target").opts(marker="circle", fill_color=None,
+                                            line_color=TARGET_COLOR, size=6, alpha=0.7)
+        return src * tgt
+
+    def _axes_element(self, proj: dict, axes: list[tuple[str, int]]):
+        import holoviews as hv
+
+        sel = self._agg.discriminability_projection(self.scope, axes)
+        vec = np.asarray(sel["axes"], dtype=np.float64)
+        extent = max(float(np.abs(proj["x"]).max(initial=1e-9)),
+                     float(np.abs(proj["y"]).max(initial=1e-9)))
+        norm = float(np.abs(vec).max(initial=0.0))
+        scale = 0.85 * extent / norm if norm > 0 else 1.0
+        end = vec * scale
+        seg = pd.DataFrame({"x0": 0.0, "y0": 0.0, "x1": end[:, 0] if len(end) else [],
+                            "y1": end[:, 1] if len(end) else [], "label": sel["axis_label"]})
+        segments = hv.Segments(seg, ["x0", "y0", "x1", "y1"], ["label"]).opts(
+            color="#333333", line_width=1.5)
+        # arrow heads: two short strokes per arrow, built in coordinates scaled to the plot's
+        # extents so that they look alike whatever the axes' aspect
+        sx = max(float(np.ptp(proj["x"])) if len(proj["x"]) else 1.0, 1e-9)
+        sy = max(float(np.ptp(proj["y"])) if len(proj["y"]) else 1.0, 1e-9)
+        heads = []
+        for x1, y1 in end:
+            u = np.array([x1 / sx, y1 / sy])
+            norm_u = float(np.hypot(*u))
+            if norm_u == 0:
+                continue
+            u /= norm_u
+            for turn in (0.45, -0.45):
+                c, s_ = np.cos(turn), np.sin(turn)
+                back = -np.array([c * u[0] - s_ * u[1], s_ * u[0] + c * u[1]]) * 0.025
+                heads.append((x1, y1, x1 + back[0] * sx, y1 + back[1] * sy))
+        heads = hv.Segments(pd.DataFrame(heads, columns=["x0", "y0", "x1", "y1"]),
+                            ["x0", "y0", "x1", "y1"]).opts(color="#333333", line_width=1.5)
+        labels = hv.Labels(seg.rename(columns={"x1": "x", "y1": "y"}), ["x", "y"], ["label"]).opts(
+            text_font_size="9pt", text_color="#111111", yoffset=0.0, text_align="left",
+            xoffset=0.02 * extent)
+        return segments * heads * labels
+
+    def _refresh_plot(self, rebuild: bool = False) -> None:
+        import holoviews as hv
+
+        proj = self._agg.discriminability_projection(self.scope, [])
+        if rebuild or self._plot_points is None:
+            self._plot_points = self._points_element(proj)
+        self._mark_axes()
+        boundary = hv.VLine(0).opts(color="#555555", line_dash="dashed", line_width=1)
+        cv = proj.get("cv_accuracy")
+        title = ("Domain discriminability" + (f" (CV accuracy {cv:.3f})" if cv is not None else ""))
+        overlay = (self._plot_points * boundary * self._axes_element(proj, self.axes)).opts(
+            title=title, xlabel="classifier direction u (decision boundary at 0)",
+            ylabel="first principal component g", show_legend=True, legend_position="top_left",
+            responsive=True, height=self.plot_height, toolbar="above")
+        self._plot.object = overlay
+
+    # ------------------------------------------------------------------ panel
+    def __panel__(self):
+        if self._layout is None:
+            s = self.session
+            labels = {("All classes" if c == ALL else str(c)): c for c in s.param.feature_scope.objects}
+            scope = pn.widgets.Select.from_param(s.param.feature_scope, name="Scope", width=150)
+            scope.options = labels
+            order = pn.widgets.RadioButtonGroup.from_param(
+                s.param.feature_order, name="Order", button_type="default", margin=(22, 5, 5, 5))
+            clear = pn.widgets.Button(name="Clear checks", width=100, margin=(22, 5, 5, 5))
+            clear.on_click(lambda _e: setattr(s, "checked_neurons", []))
+            # Fig. 1 D: the ranking list above the discriminability plot (fits a narrow column)
+            self._layout = pn.Column(
+                pn.FlexBox(pn.pane.HTML("<b>Features</b>", margin=(22, 10, 5, 5)), scope, order,
+                           clear, flex_wrap="wrap", sizing_mode="stretch_width"),
+                self._summary, self._table, self._plot,
+                sizing_mode="stretch_width", css_classes=["tlx-feature-view"])
+        return self._layout
