@@ -7,6 +7,7 @@ because every writer below writes to a temporary name and renames.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -80,12 +81,13 @@ def cmd_train(args) -> int:
     overrides = {k: v for k, v in (("epochs_source", args.epochs_source),
                                    ("epochs_target", args.epochs_target),
                                    ("device", args.device)) if v is not None}
-    options = options.replace(**overrides) if overrides else options
+    options = dataclasses.replace(options, **overrides) if overrides else options
     if data is None:
         from .datasets import load_transfer_data
 
         data = load_transfer_data(data_spec)
-    result = train_transfer(data, model_spec, options, args.out, progress=not args.quiet)
+    result = train_transfer(data, model_spec, options, args.out, progress=not args.quiet,
+                            overwrite=args.overwrite)
     print(result.summary())
     return 0
 
@@ -150,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs-source", type=_positive_int, default=None)
     p.add_argument("--epochs-target", type=_positive_int, default=None)
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (TLX_DEVICE)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 

@@ -41,7 +41,7 @@ def run_demo(*, out="runs/digits", port=5006, address=None, serve=True, show=Fal
         data = load_scenario("digits", per_class=per_class, progress=progress)
         print("[demo] 2/3 training the source model and fine-tuning the target model")
         result = train_transfer(data, {"name": "digits-alexnet", "num_classes": len(data.classes)},
-                                TrainOptions(), out, progress=progress)
+                                TrainOptions(), out, progress=progress, overwrite=True)
         print(result.summary())
     try:
         open_bundle(bundle_dir)

@@ -23,14 +23,14 @@ def knn_accuracy(layout, labels):
 @pytest.fixture(scope="module")
 def data():
     x, y = clustered()
-    return x, y, tsne_layout(x, n_jobs=2)
+    return x, y, tsne_layout(x)
 
 
 def test_layout_shape_determinism_and_clusters(data):
     x, y, layout = data
     assert layout.shape == (len(x), 2) and layout.dtype == np.float32
     assert np.isfinite(layout).all()
-    np.testing.assert_array_equal(layout, tsne_layout(x, n_jobs=2))
+    np.testing.assert_array_equal(layout, tsne_layout(x))
     assert knn_accuracy(layout, y) >= 0.9
 
 
@@ -75,10 +75,10 @@ def test_project_subset(data):
     x, y, layout = data
     subset = np.flatnonzero(y < 3)
     seen = []
-    proj = project_subset(x, layout, subset, n_jobs=2, callback=lambda i, t: seen.append((i, t)))
+    proj = project_subset(x, layout, subset, callback=lambda i, t: seen.append((i, t)))
     assert proj.shape == (len(subset), 2) and proj.dtype == np.float32
     assert knn_accuracy(proj, y[subset]) >= 0.9
-    np.testing.assert_array_equal(proj, project_subset(x, layout, y < 3, n_jobs=2))
+    np.testing.assert_array_equal(proj, project_subset(x, layout, y < 3))
     its = [i for i, _ in seen]
     assert its == sorted(its) and seen[-1] == (300, 300) and seen[0][0] > 0
 
@@ -102,3 +102,12 @@ def test_project_subset_interrupt_and_edges(data):
         project_subset(x, layout, [len(x)])
     with pytest.raises(ValueError):
         project_subset(x, layout[:10], [1, 2])
+
+
+def test_one_dimensional_and_half_precision_inputs():
+    rng = np.random.default_rng(0)
+    one_d = tsne_layout(rng.normal(size=(30, 1)), n_iter=50, early_exaggeration_iter=50)
+    half = tsne_layout(rng.normal(size=(30, 6)).astype(np.float16), n_iter=50,
+                       early_exaggeration_iter=50)
+    for layout in (one_d, half):
+        assert layout.shape == (30, 2) and np.isfinite(layout).all()

@@ -34,7 +34,11 @@ def model():
 def _activation(model, layer, neuron, x):
     module = dict(model.named_modules())[layer]
     out = {}
-    handle = module.register_forward_hook(lambda m, i, o: out.setdefault("v", o.detach().clone()))
+
+    def hook(mod, args, output):  # returns None: a returned value would replace the output
+        out["v"] = output.detach().clone()  # cloned before the in-place ReLU that follows
+
+    handle = module.register_forward_hook(hook)
     try:
         with torch.no_grad():
             model.eval()(x)
@@ -66,22 +70,40 @@ def test_shape_dtype_and_determinism(model):
     assert _no_hooks(model)
 
 
-@pytest.mark.parametrize("layer, neuron", [("features.conv1", 3), ("features.conv3", 5),
-                                           ("classifier.fc6", 1)])
-def test_optimised_image_activates_neuron(model, layer, neuron):
-    img = visualize_neuron(model, layer, neuron, steps=128, **NORM)
-    best = _activation(model, layer, neuron, _to_input(img[None])).item()
+@pytest.fixture(scope="module")
+def he_model():
+    # PyTorch's default init shrinks the signal layer after layer, so the deep units of an untrained
+    # digits-alexnet hardly respond to any input; He init keeps them alive, like a trained model's.
+    torch.manual_seed(0)
+    net = build_model("digits-alexnet", 10)
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+    return net.eval()
+
+
+@pytest.mark.parametrize("layer", ["features.conv1", "features.conv3", "classifier.fc6"])
+def test_optimised_images_activate_their_neurons(he_model, layer):
+    neurons = [0, 5, 10, 15]
+    images = visualize_neurons(he_model, layer, neurons, steps=128, **NORM)
+    x = _to_input(images)
     gen = torch.Generator().manual_seed(0)
     noise = torch.rand(64, 3, 32, 32, generator=gen)
     # "dataset-like" inputs: smooth random images (bilinear upsampling of 4x4 and 8x8 noise)
     smooth = torch.cat([F.interpolate(torch.rand(32, 3, s, s, generator=gen), size=32, mode="bilinear")
                         for s in (4, 8)])
-    baseline = _activation(model, layer, neuron, (torch.cat([noise, smooth]) - 0.5) / 0.5)
-    mean, top = baseline.mean().item(), baseline.max().item()
-    # pre-activations of an untrained net can be negative, so compare the gains over the mean
-    assert best - mean >= 3 * (top - mean), (best, mean, top)
-    if mean > 0:
-        assert best >= 3 * mean, (best, mean)
+    baseline_x = (torch.cat([noise, smooth]) - 0.5) / 0.5
+    gains = []
+    for i, neuron in enumerate(neurons):
+        best = _activation(he_model, layer, neuron, x[i:i + 1]).item()
+        baseline = _activation(he_model, layer, neuron, baseline_x)
+        mean, top = baseline.mean().item(), baseline.max().item()
+        assert best > top, (neuron, best, top)
+        # pre-activations average about zero here, so ratios to the mean mean little: measure the
+        # gain over the mean against the best of the 128 random images' gain
+        gains.append((best - mean) / (top - mean))
+    assert min(gains) >= 1.5 and float(np.median(gains)) >= 2.5, gains
 
 
 def test_batch_matches_single_and_progress(model):

@@ -18,7 +18,7 @@ synthetic = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(synthetic)
 
 LAYERS = (("features.conv1", "conv", 10), ("features.conv2", "conv", 20),
-          ("features.conv3", "conv", 30), ("classifier.fc6", "linear", 12))
+          ("features.conv3", "conv", 20), ("classifier.fc6", "linear", 12))
 NAMES = [n for n, _k, _s in LAYERS]
 
 
@@ -240,6 +240,7 @@ def test_panel_builds(session):
 
 
 # ------------------------------------------------------------------------------- detail panels
+@pytest.mark.slow
 def test_feature_vis_service_computes_in_background_and_caches(tmp_path):
     """The real path: models/{model}.pt of a digits AlexNet, feature vis + weight map off the loop."""
     import json

@@ -104,7 +104,7 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
 
 
 @contextmanager
-def inference_mode(model: nn.Module, device=None) -> Iterator[tuple[torch.device, torch.dtype]]:
+def eval_on_device(model: nn.Module, device=None) -> Iterator[tuple[torch.device, torch.dtype]]:
     """Put ``model`` in eval mode on ``device`` (resolved by :func:`tlexplorer.config.resolve_device`);
     restore every module's training flag and the model's device on exit, also on error.
 

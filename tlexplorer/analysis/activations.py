@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..errors import LayerError
-from ._hooks import (Hooks, Inputs, LayerSpec, StopForward, forward_fits, inference_mode,
+from ._hooks import (Hooks, Inputs, LayerSpec, StopForward, eval_on_device, forward_fits,
                      iter_batches, num_instances, resolve_layers)
 
 __all__ = ["Predictions", "Capture", "capture", "capture_activations", "predict", "embedding"]
@@ -149,7 +149,7 @@ def capture(model: nn.Module, inputs: Inputs, *, layers: "LayerSpec | Sequence[L
 
     bar = tqdm(total=num_instances(inputs), unit="img", desc="forward", disable=not progress)
     try:
-        with inference_mode(model, device) as (dev, dtype), Hooks() as hooks, torch.no_grad():
+        with eval_on_device(model, device) as (dev, dtype), Hooks() as hooks, torch.no_grad():
             for name, module in named:
                 hooks.forward(module, on_layer(name))
             for module in linears:

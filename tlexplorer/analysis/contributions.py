@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..errors import LayerError
-from ._hooks import (Hooks, Inputs, LayerSpec, StopForward, forward_fits,
-                     inference_mode, iter_batches, layer_name, num_instances)
+from ._hooks import (Hooks, Inputs, LayerSpec, StopForward, eval_on_device, forward_fits,
+                     iter_batches, layer_name, num_instances)
 
 __all__ = ["weight_contributions", "conv_contributions", "conv_patch_sums"]
 
@@ -128,7 +128,7 @@ def _layer_to_input(model, src, dst, x: Tensor, mix=None, shape=None):
     ``layer_from``'s output (None when it did not run before) and ``layer_to``'s input (None when
     never reached). ``mix(output) -> output`` may rewrite ``layer_from``'s output (the probe);
     ``shape`` names the user's batch in input-shape errors."""
-    (src_name, src_mod), (dst_name, dst_mod) = src, dst
+    (src_name, src_mod), (_, dst_mod) = src, dst
     got: dict = {}
 
     def on_src(module, inputs, output):
@@ -174,7 +174,7 @@ def _check_pair(model, src, dst, x: Tensor) -> "int | None":
        channel-mixing op fails).
     Eval mode keeps the rows independent.
     """
-    (src_name, src_mod), (dst_name, dst_mod) = src, dst
+    (src_name, _), (dst_name, dst_mod) = src, dst
     pair = f"{src_name!r} → {dst_name!r}"
     x0 = x[:1]
     x1 = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(x0)
@@ -287,7 +287,7 @@ def weight_contributions(model: nn.Module, layer_from: LayerSpec, layer_to: Laye
     results = []
     bar = tqdm(total=num_instances(inputs), unit="img", desc="weight contributions", disable=not progress)
     try:
-        with inference_mode(model, device) as (dev, dtype):
+        with eval_on_device(model, device) as (dev, dtype):
             channels: Any = ...
             for x, _, _ in iter_batches(inputs):
                 x = x.to(device=dev, dtype=dtype)

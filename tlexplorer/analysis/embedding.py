@@ -21,7 +21,7 @@ Algorithm choices (openTSNE 1.0):
 - initialisation: PCA, rescaled to standard deviation 1e-4 (openTSNE's ``initialization.pca``).
 - perplexity: at most ``(N - 1) / 3`` so that the 3·perplexity neighbours exist for tiny N.
 
-Both functions are deterministic for a fixed ``random_state`` and number of threads.
+Both functions are deterministic for a fixed ``random_state`` (and number of threads).
 """
 from __future__ import annotations
 
@@ -42,9 +42,17 @@ MIN_TSNE_POINTS = 4
 ProgressCallback = Callable[[int, int], Optional[bool]]
 
 
-def _default_jobs(n_jobs: "int | None") -> int:
+def _default_jobs(n_jobs: "int | None", n_points: int) -> int:
+    """Threads: as asked, else 1 below FFT_MIN_POINTS and the CPUs available from there on.
+
+    Below ~10,000 points an iteration takes milliseconds, too little for threads to pay off; and on a
+    busy CPU (a server's other threads, other processes) openTSNE's OpenMP threads spin and make each
+    iteration tens of milliseconds, 10-300x slower than one thread (measured on 2 shared cores).
+    """
     if n_jobs is not None:
         return int(n_jobs)
+    if n_points < FFT_MIN_POINTS:
+        return 1
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -57,7 +65,7 @@ def _check_embeddings(embeddings) -> np.ndarray:
         x = x[:, None]
     if x.ndim != 2:
         raise ValueError(f"embeddings must be a 2-D array (instances, features), got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
+    if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float32)
     if x.size and not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).any(axis=1).sum())
@@ -77,7 +85,7 @@ def prepare_embeddings(embeddings, *, pca_dims: int = 50, random_state: int = 0)
 
     Returns
     -------
-    ndarray, shape (N, min(D, pca_dims, N)), float32 or float64 as given
+    ndarray, shape (N, max(2, min(D, pca_dims, N))), float32 or float64
     """
     x = _check_embeddings(embeddings)
     n, d = x.shape
@@ -86,7 +94,11 @@ def prepare_embeddings(embeddings, *, pca_dims: int = 50, random_state: int = 0)
 
         k = min(pca_dims, n)
         return PCA(n_components=k, random_state=random_state).fit_transform(x)
-    return x - x.mean(axis=0, keepdims=True) if n else x
+    if n:
+        x = x - x.mean(axis=0, keepdims=True)
+    if d < 2:  # a zero column keeps distances and gives the 2-D PCA initialisation a second axis
+        x = np.concatenate([x, np.zeros((n, 2 - d), dtype=x.dtype)], axis=1)
+    return x
 
 
 def _fallback_layout(z: np.ndarray) -> np.ndarray:
@@ -193,7 +205,8 @@ def tsne_layout(embeddings, *, perplexity: float = 30.0, random_state: int = 0,
     random_state : int
         Seeds PCA, the initialisation and Annoy; the same seed and ``n_jobs`` give the same layout.
     n_jobs : int, optional
-        Threads (default: the CPUs available to this process).
+        Threads. Default: 1 below 10,000 points (faster there, and robust on a busy CPU), else the
+        CPUs available to this process.
     progress : bool
         Show a tqdm bar over the optimisation iterations (stderr).
     n_iter, early_exaggeration_iter : int
@@ -221,7 +234,7 @@ def tsne_layout(embeddings, *, perplexity: float = 30.0, random_state: int = 0,
         return _fallback_layout(z)
     from openTSNE import initialization
 
-    jobs = _default_jobs(n_jobs)
+    jobs = _default_jobs(n_jobs, n)
     bar = _TqdmProgress(early_exaggeration_iter + n_iter, "t-SNE", callback) if progress else None
     try:
         if bar is not None:
@@ -273,7 +286,7 @@ def project_subset(embeddings, layout, subset, *, random_state: int = 0, n_iter:
         Total iterations (early exaggeration included). 300 projects 2,000 points in about a second.
     perplexity : float
     n_jobs : int, optional
-        Threads (default: the CPUs available).
+        Threads (default as :func:`tsne_layout`: 1 below 10,000 points).
     pca_dims : int
     callback : callable, optional
         ``callback(iteration, total) -> bool | None``, called every ``callback_every`` iterations and at
@@ -284,19 +297,20 @@ def project_subset(embeddings, layout, subset, *, random_state: int = 0, n_iter:
     Returns
     -------
     ndarray, shape (len(subset), 2), float32
+        Fewer than 4 points, or identical embeddings, keep their global positions (no callback).
     """
     x = _check_embeddings(embeddings)
     lay = np.asarray(layout, dtype=np.float64)
     if lay.shape != (len(x), 2):
         raise ValueError(f"layout must have shape ({len(x)}, 2) like the embeddings, got {lay.shape}")
+    if not np.isfinite(lay).all():
+        raise ValueError("layout contains NaN or infinite values")
     idx = _subset_indices(subset, len(x))
     if n_iter < 0:
         raise ValueError(f"n_iter must be non-negative, got {n_iter}")
     n = len(idx)
     z = prepare_embeddings(x[idx], pca_dims=pca_dims, random_state=random_state)
-    if n < MIN_TSNE_POINTS or not z.std() > 0:
-        if callback is not None:
-            callback(0, 0)
+    if n < MIN_TSNE_POINTS or not z.std() > 0:  # nothing to optimise: keep the global positions
         return lay[idx].astype(np.float32)
     from openTSNE import initialization
 
@@ -307,7 +321,7 @@ def project_subset(embeddings, layout, subset, *, random_state: int = 0, n_iter:
         init = initialization.rescale(init, target_std=1e-4)
         # coincident points of the global layout would stay stuck together; separate them a little
         init = initialization.jitter(init, scale=0.01, random_state=random_state)
-    jobs = _default_jobs(n_jobs)
+    jobs = _default_jobs(n_jobs, n)
     aff = _affinities(z, _effective_perplexity(perplexity, n), jobs, random_state, verbose=False)
     early = n_iter // 3
     return _optimize(init, aff, early_iter=early, n_iter=n_iter - early, n_jobs=jobs,

@@ -85,7 +85,7 @@ def _panel_card(view: Any, title: str, css: str) -> pn.Column:
     return pn.Column(
         pn.pane.HTML(f'<div class="tlx-view-title">{html.escape(title)}</div>', margin=(0, 8),
                      height=24),
-        view, sizing_mode="stretch_both", css_classes=["tlx-card", css],
+        view, sizing_mode="stretch_both", css_classes=["tlx-card", css], scroll=True,
         styles={"border": "1px solid #e3e3e3", "border-radius": "4px", "background": "white"},
         margin=4)
 
@@ -103,7 +103,7 @@ def build_views(session: Session) -> dict[str, Any]:
 
 def dashboard_layout(views: Mapping[str, Any]) -> pn.GridSpec:
     """Fig. 1: stats top-left, instances bottom-left, network centre, features right."""
-    grid = pn.GridSpec(sizing_mode="stretch_width", height=1150, css_classes=["tlx-dashboard"])
+    grid = pn.GridSpec(sizing_mode="stretch_width", height=1300, css_classes=["tlx-dashboard"])
     grid[0:5, 0:4] = _panel_card(views["stats"], "A · Statistics summary", "tlx-area-stats")
     grid[5:12, 0:4] = _panel_card(views["instances"], "B · Instances", "tlx-area-instances")
     grid[0:12, 4:9] = _panel_card(views["network"], "C · Network relation", "tlx-area-network")

@@ -138,6 +138,8 @@ class Session(param.Parameterized):
         self.param.selected_classes.objects = classes
         self.param.feature_scope.objects = [ALL_SCOPE, *classes]
         self.param.layers.objects = layers
+        for name in ("focus_class", "selected_classes", "feature_scope", "layers"):
+            self.param[name].check_on_set = True  # declared with no objects, so not by default
         focus = default_focus_class(bundle)
         other = most_confused_with(bundle, focus) if focus is not None else None
         selected = [c for c in (focus, other) if c is not None]

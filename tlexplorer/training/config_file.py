@@ -26,6 +26,7 @@ from ..errors import TLXError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
+INITS = ("kaiming", "model")
 MODEL_KEYS = ("name", "num_classes", "kwargs", "pretrained", "source_checkpoint")
 SECTIONS = ("data", "model", "training")
 
@@ -62,6 +63,11 @@ class TrainOptions:
     weight_decay : float
     schedule : {'cosine', 'constant'}
         Cosine decay from the peak to 0 over each phase's steps, or a constant rate.
+    init : {'kaiming', 'model'}
+        How a source model trained from scratch starts (not one from a checkpoint or pretrained):
+        He-normal weights (fan-in, ReLU gain) and zero biases in every Conv2d and Linear, or the
+        architecture's own initialisation. PyTorch's default init shrinks the signal through
+        digits-alexnet's eight ReLU layers so much that training can stall at chance for epochs.
     freeze : list of str
         Module-name prefixes whose parameters stay fixed during fine-tuning (``features.conv1``,
         ``features.0``); frozen modules also stay in eval mode (BatchNorm statistics, dropout).
@@ -76,7 +82,7 @@ class TrainOptions:
         'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.
     """
 
-    epochs_source: int = 5
+    epochs_source: int = 4
     epochs_target: int = 8
     batch_size: int = 64
     optimizer: str = "adam"
@@ -86,6 +92,7 @@ class TrainOptions:
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "cosine"
+    init: str = "kaiming"
     freeze: "list[str]" = field(default_factory=list)
     seed: int = 0
     eval_max_per_class: "int | None" = 100
@@ -104,6 +111,7 @@ class TrainOptions:
         _check_float(self, "momentum", low=0.0, high=1.0)
         _check_float(self, "weight_decay", low=0.0)
         _check_choice(self, "schedule", SCHEDULES)
+        _check_choice(self, "init", INITS)
         if isinstance(self.freeze, str):
             self.freeze = [self.freeze]
         if not isinstance(self.freeze, (list, tuple)) or not all(isinstance(p, str) and p for p in self.freeze):

@@ -135,6 +135,16 @@ def stratified_subsample(labels: np.ndarray, max_per_class: "int | None", seed) 
     return None if len(out) == len(labels) else out.astype(np.int64)
 
 
+def kaiming_init_(model: nn.Module) -> nn.Module:
+    """He-normal weights (fan-in, ReLU gain) and zero biases for every Conv2d and Linear, in place."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
 def _frozen_modules(model: nn.Module, prefixes) -> "list[nn.Module]":
     """Freeze the parameters under each module-name prefix; return the frozen modules."""
     if not prefixes:
@@ -272,7 +282,8 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
                    overwrite: bool = False) -> RunResult:
     """Train a source model, fine-tune a copy on the target domain, and write the run directory.
 
-    1. **Source.** ``model_spec`` built with ``num_classes`` = the data's class count (seeded), trained
+    1. **Source.** ``model_spec`` built with ``num_classes`` = the data's class count (seeded,
+       initialised as ``options.init`` says), trained
        on ``source_train`` for ``epochs_source`` epochs — or, with ``model_spec["source_checkpoint"]``,
        loaded from the user's checkpoint and not trained (its evaluation is recorded once, as epoch 1).
        ``pretrained: true`` starts a torchvision model from ImageNet weights.
@@ -389,7 +400,10 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
             seconds["source_eval"] = seconds["source"]
         else:
             src_classes = n_classes
-            source = build_model(spec["name"], n_classes, pretrained=spec["pretrained"], **spec["kwargs"]).to(device)
+            source = build_model(spec["name"], n_classes, pretrained=spec["pretrained"], **spec["kwargs"])
+            if options.init == "kaiming" and not spec["pretrained"]:
+                kaiming_init_(source)
+            source = source.to(device)
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(options.seed)
             seconds["source_eval"] = phase.train(source, "source", options.epochs_source,
@@ -421,6 +435,7 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
         "training": options.to_dict(),
         "seed": options.seed,
         "source_init": {"trained": ckpt is None, "pretrained": bool(spec["pretrained"]) and ckpt is None,
+                        "init": options.init if ckpt is None and not spec["pretrained"] else None,
                         "checkpoint": str(Path(ckpt).resolve()) if ckpt else None,
                         "checkpoint_sha256": file_sha256(ckpt) if ckpt else None},
         "classes": classes,

@@ -37,12 +37,12 @@ __all__ = ["DATASHADE_THRESHOLD", "FeatureView", "active_axes", "mirrored_histog
 DATASHADE_THRESHOLD = 5000
 #: Rows whose biplot axes are drawn without being checked (paper: the top five).
 TOP_AXES = 5
-THUMB_PX = 40
+THUMB_PX = 38
 #: Rows (from the top of the current order) whose missing feature visualizations are computed.
 PREFETCH_ROWS = 60
 
 
-def mirrored_histogram_svg(source_counts, target_counts, *, width: int = 132, height: int = 40,
+def mirrored_histogram_svg(source_counts, target_counts, *, width: int = 112, height: int = 38,
                            lo: float | None = None, hi: float | None = None) -> str:
     """A small inline SVG: source distribution above the axis (red), target below (blue).
 
@@ -133,8 +133,9 @@ class FeatureView(pn.viewable.Viewer):
             css_classes=["tlx-feature-ranking"])
         self._table.param.watch(self._on_selection, "selection")
         self._summary = pn.pane.HTML("", margin=(0, 5, 5, 10))
+        # linked_axes=False: Panel would otherwise tie these axes to other views' "x"/"y" axes
         self._plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=self.plot_height,
-                                       css_classes=["tlx-discriminability-plot"])
+                                       linked_axes=False, css_classes=["tlx-discriminability-plot"])
         self._plot_points = None
         self.session.param.watch(self._on_scope, ["feature_scope"])
         self.session.param.watch(self._on_order, ["feature_order"])

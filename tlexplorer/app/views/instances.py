@@ -429,13 +429,15 @@ class InstanceView(pn.viewable.Viewer):
             "Points.Instances": {
                 "color": hv.dim("class_name").categorize(self._colors, default="#999999"),
                 "marker": marker, "size": 9, "line_width": 1.8, "fill_alpha": 0.8,
-                "tools": [self._hover], "nonselection_alpha": 0.25},
+                # an overlay's own "tools" option is not used by HoloViews: tools go on a layer
+                "tools": [self._hover, "box_select", "lasso_select", "tap"],
+                "nonselection_alpha": 0.25},
             "Points.Mispredicted": {
                 "color": MISPREDICTED_COLOR, "marker": marker, "size": 13, "line_width": 3.5,
                 "nonselection_alpha": 0.25},
             "Overlay": {
                 "responsive": True, "min_height": 300, "framewise": True, "xaxis": None,
-                "yaxis": None, "tools": ["box_select", "lasso_select", "tap"],
+                "yaxis": None,
                 "default_tools": ["pan", "wheel_zoom", "box_zoom", "reset", *PLOT_TOOLS],
                 "active_tools": ["pan", "wheel_zoom"], "toolbar": "above",
                 "title": "Projection (t-SNE)", "show_legend": False},
@@ -615,8 +617,9 @@ class InstanceView(pn.viewable.Viewer):
         progress = pn.indicators.Progress(
             value=(self.param.progress.rx() * 100).rx.pipe(int), max=100, width=150, height=16,
             visible=self.session.param.busy, margin=(12, 5))
-        status = pn.pane.Str(self.session.param.status, styles={"font-size": "11px"},
-                             margin=(8, 5))
+        status = pn.pane.Str(self.session.param.status, margin=(0, 8), height=18,
+                             styles={"font-size": "11px", "color": "#555"},
+                             css_classes=["tlx-status"])
         plot = pn.pane.HoloViews(self.plot(), sizing_mode="stretch_both", min_height=300,
                                  css_classes=["tlx-instance-scatter"])
         downloads = pn.Row(
@@ -630,9 +633,11 @@ class InstanceView(pn.viewable.Viewer):
             self._details,
             self._legend,
             plot,
-            pn.Row(reproject, reset, progress, self._selection_info, status,
+            pn.Row(reproject, reset, progress, self._selection_info,
                    sizing_mode="stretch_width"),
-            pn.Row(self._tap_detail, downloads, sizing_mode="stretch_width"),
+            status,
+            pn.Row(self._tap_detail, pn.layout.HSpacer(), downloads,
+                   sizing_mode="stretch_width"),
             sizing_mode="stretch_both", css_classes=["tlx-instance-view"])
         return self._layout
 

@@ -492,7 +492,7 @@ class NetworkView(pn.viewable.Viewer):
     """
 
     session = param.ClassSelector(class_=Session, doc="The browser session's state")
-    unit_px = param.Integer(default=13, bounds=(6, 40), doc="Pixels per cell of region 1")
+    unit_px = param.Integer(default=12, bounds=(6, 40), doc="Pixels per cell of region 1")
     max_height = param.Integer(default=760, doc="Height of the scrollable plot area (px)")
     data = param.Parameter(default=None, constant=True,
                            doc="The NetworkBlockData drawn now (None before the first update)")
@@ -686,8 +686,10 @@ class NetworkView(pn.viewable.Viewer):
                 self._sources[name].data = _cds_data(frame)
             p.x_range.update(start=x0, end=x1, reset_start=x0, reset_end=x1)
             p.y_range.update(start=y1, end=y0, reset_start=y1, reset_end=y0)
+            # min_* keep Bokeh from shrinking the figure to the card; the card scrolls instead
+            # (the pane's own width/height are left alone: updating them after rendering makes
+            # Panel copy the figure's stylesheets into a str-only parameter and fail)
             p.update(width=width, height=height, min_width=width, min_height=height)
-            self._plot_pane.param.update(width=width, height=height)
         self._push()
 
     def _push(self) -> None:

@@ -437,6 +437,8 @@ class NeuronDetail(pn.viewable.Viewer):
         main = FeatureVisImage(self._service, model, layer, neuron, self.image_size)
         other = "source" if model == "target" else "target"
         similar = self._agg.top_similar(model, layer, neuron, cls, k=self.k)
+        if not self._service.unavailable:  # one batched optimisation for the five
+            self._service.request_many(other, layer, similar["neuron"].to_list())
         cards = []
         for row in similar.iter_rows(named=True):
             img = FeatureVisImage(self._service, other, layer, row["neuron"], 52)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import holoviews as hv
-import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend outside notebooks)
 import pandas as pd
 import panel as pn
 import param
@@ -55,34 +53,55 @@ def dataset_color(dataset: str) -> str:
     return DATASET_COLORS["val" if dataset.endswith("_val") else dataset]
 
 
-def accuracy_chart(history: pl.DataFrame) -> hv.Overlay:
-    """The 6-series accuracy line chart: x epochs, y accuracy in [0, 1].
-
-    Crosses mark the source model's series, circles the target model's; colour is the dataset.
-    """
-    layers = []
+def accuracy_series(history: pl.DataFrame) -> list[dict[str, Any]]:
+    """The chart's 6 series: ``{model, dataset, label, color, marker, epoch, accuracy}``."""
+    out = []
     for model, datasets in MODEL_SERIES.items():
         for dataset in datasets:
             rows = history.filter((pl.col("model") == model) & (pl.col("dataset") == dataset))
             rows = rows.sort("epoch")
-            label = series_label(model, dataset)
-            data = pd.DataFrame({"epoch": rows["epoch"].to_numpy(),
-                                 "accuracy": rows["accuracy"].to_numpy(),
-                                 "series": [label] * rows.height})
-            color = dataset_color(dataset)
-            layers.append(hv.Curve(data, "epoch", ["accuracy", "series"], label=label).opts(
-                color=color, line_width=2,
-                line_dash="dashed" if model == "source" else "solid"))
-            layers.append(hv.Scatter(data, "epoch", ["accuracy", "series"], label=label).opts(
-                color=color, marker=MODEL_MARKERS[model], size=9 if model == "source" else 7,
-                line_width=2, tools=["hover"]))
-    if not layers:
-        return hv.Overlay([hv.Curve([], "epoch", "accuracy")])
-    return hv.Overlay(layers).opts(
-        ylim=(0, 1.02), xlabel="epoch", ylabel="accuracy", legend_position="right",
-        show_grid=True, responsive=True, min_height=230, toolbar="above",
-        title="Accuracy per epoch", default_tools=["pan", "wheel_zoom", "reset", *PLOT_TOOLS],
-        legend_opts={"label_text_font_size": "9pt", "spacing": 0})
+            out.append({
+                "model": model, "dataset": dataset, "label": series_label(model, dataset),
+                "color": dataset_color(dataset), "marker": MODEL_MARKERS[model],
+                "epoch": rows["epoch"].to_numpy(), "accuracy": rows["accuracy"].to_numpy(),
+            })
+    return out
+
+
+def accuracy_chart(history: pl.DataFrame):
+    """The 6-series accuracy line chart (a Bokeh figure): x epochs, y accuracy in [0, 1].
+
+    Crosses mark the source model's series (dashed lines), circles the target model's; colour is
+    the dataset. Built with Bokeh directly: a static chart of 12 glyphs, which HoloViews would
+    render as 12 element plots at several times the cost per session.
+    """
+    from bokeh.models import ColumnDataSource, HoverTool, Legend, LegendItem
+    from bokeh.plotting import figure
+
+    fig = figure(height=240, sizing_mode="stretch_width", y_range=(0, 1.02),
+                 x_axis_label="epoch", y_axis_label="accuracy", title="Accuracy per epoch",
+                 tools=["pan", "wheel_zoom", "reset", *PLOT_TOOLS], toolbar_location="above")
+    fig.toolbar.logo = None
+    fig.xaxis.ticker.desired_num_ticks = 6
+    fig.xaxis.ticker.min_interval = 1  # whole epochs
+    items, markers = [], []
+    for series in accuracy_series(history):
+        src = ColumnDataSource({"epoch": series["epoch"], "accuracy": series["accuracy"],
+                                "series": [series["label"]] * len(series["epoch"])})
+        line = fig.line("epoch", "accuracy", source=src, color=series["color"], line_width=2,
+                        line_dash="dashed" if series["model"] == "source" else "solid")
+        dots = fig.scatter("epoch", "accuracy", source=src, marker=series["marker"],
+                           size=9 if series["model"] == "source" else 7, line_width=2,
+                           color=series["color"],
+                           fill_color="white" if series["marker"] == "circle" else None)
+        markers.append(dots)
+        items.append(LegendItem(label=series["label"], renderers=[line, dots]))
+    fig.add_tools(HoverTool(renderers=markers, tooltips=[
+        ("series", "@series"), ("epoch", "@epoch"), ("accuracy", "@accuracy{0.000}")]))
+    legend = Legend(items=items, label_text_font_size="9pt", spacing=0, padding=4,
+                    glyph_width=22, location="center")
+    fig.add_layout(legend, "right")
+    return fig
 
 
 def _misclassified_text(entries: Any) -> str:
@@ -204,8 +223,8 @@ class StatsView(pn.viewable.Viewer):
     def __panel__(self):
         if self._layout is not None:
             return self._layout
-        chart = pn.pane.HoloViews(accuracy_chart(self.history()), sizing_mode="stretch_both",
-                                  min_height=230, css_classes=["tlx-accuracy-chart"])
+        chart = pn.pane.Bokeh(accuracy_chart(self.history()), sizing_mode="stretch_width",
+                              height=240, css_classes=["tlx-accuracy-chart"])
         score = pn.pane.HTML(self._score_html(), width=120, margin=(30, 5, 5, 5))
         tip = pn.widgets.TooltipIcon(value=SCORE_DEFINITION, margin=(0, 5))
         self._table = self._build_table()
@@ -268,4 +287,4 @@ class StatsView(pn.viewable.Viewer):
         self._sync_selection()
 
 
-__all__ = ["StatsView", "accuracy_chart", "confusion_display", "series_label"]
+__all__ = ["StatsView", "accuracy_chart", "accuracy_series", "confusion_display", "series_label"]

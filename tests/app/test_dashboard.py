@@ -1,0 +1,172 @@
+"""Dashboard: the page factory, bad input shown as alerts, URL arguments, several bundles,
+the notebook Explorer and the server entry points (without a browser)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import panel as pn
+import pytest
+
+from tlexplorer.app import dashboard
+from tlexplorer.app.dashboard import Explorer, create_app, view_classes
+from tlexplorer.app.state import Session
+from tlexplorer.errors import BundleError
+
+
+@pytest.fixture()
+def app(synth_path):
+    return create_app(str(synth_path), query={}).tlx_app
+
+
+def _alert_texts(tpl):
+    # Template.select trips over its BrowserInfo item in Panel 1.9; the alerts live in main
+    return [str(a.object) for item in tpl.main for a in item.select(pn.pane.Alert)]
+
+
+def test_real_views_are_used():
+    classes = view_classes()
+    assert classes["network"].__name__ == "NetworkView"
+    assert classes["features"].__name__ == "FeatureView"
+
+
+def test_create_app_builds_the_four_views(synth_path):
+    tpl = create_app(str(synth_path), query={})
+    assert isinstance(tpl, pn.template.FastListTemplate)
+    app = tpl.tlx_app
+    assert app.messages == []
+    assert set(app.views) == {"stats", "instances", "network", "features"}
+    assert isinstance(app.session, Session)
+    assert all(v.session is app.session for v in app.views.values())
+    grid = app.content[0]
+    assert isinstance(grid, pn.GridSpec)
+    # Fig. 1: stats top-left, instances bottom-left, network centre, features right
+    areas = {obj.css_classes[-1]: (r0, c0, r1, c1) for (r0, c0, r1, c1), obj in grid.objects.items()}
+    assert areas["tlx-area-stats"][:2] == (0, 0) and areas["tlx-area-instances"][1] == 0
+    assert areas["tlx-area-instances"][0] == areas["tlx-area-stats"][2]
+    assert areas["tlx-area-network"][1] == areas["tlx-area-stats"][3]
+    assert areas["tlx-area-features"][3] == 12
+
+
+def test_each_call_is_a_new_session(synth_path):
+    a = create_app(str(synth_path), query={}).tlx_app
+    b = create_app(str(synth_path), query={}).tlx_app
+    assert a.session is not b.session and a.session.bundle is b.session.bundle
+    before = b.session.focus_class
+    a.session.focus_class = next(c for c in a.session.classes if c != before)
+    assert b.session.focus_class == before
+
+
+def test_not_a_bundle_gives_an_alert(tmp_path):
+    tpl = create_app(str(tmp_path / "nope"), query={})
+    assert tpl.tlx_app.session is None
+    texts = _alert_texts(tpl)
+    assert len(texts) == 1 and "nope" in texts[0] and "Traceback" not in texts[0]
+
+
+def test_newer_schema_gives_an_alert(synth_path, tmp_path):
+    newer = tmp_path / "newer"
+    shutil.copytree(synth_path, newer)
+    manifest = json.loads((newer / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+    tpl = create_app(str(newer), query={})
+    texts = _alert_texts(tpl)
+    assert len(texts) == 1 and "99" in texts[0] and "newer" in texts[0]
+
+
+def test_url_class_and_layer(synth_path):
+    app = create_app(str(synth_path), query={"class": "0", "layer": "features.conv2"}).tlx_app
+    assert app.messages == []
+    assert app.session.focus_class == "0" and app.session.layers == ["features.conv2"]
+    # ?class=3 arrives as an int from Panel's query parsing
+    app = create_app(str(synth_path), query={"class": 1}).tlx_app
+    assert app.session.focus_class == "1"
+
+
+def test_bad_url_arguments_give_alerts(synth_path):
+    app = create_app(str(synth_path),
+                     query={"class": "3", "layer": "features.conv9", "bundle": "other"}).tlx_app
+    assert app.session is not None  # the page still works
+    text = " ".join(app.messages)
+    assert "'3'" in text and "features.conv9" in text and "'other'" in text
+    assert app.session.layers == app.session.layer_names
+
+
+def test_several_bundles_give_a_selector(synth_path, tmp_path):
+    from synthetic_bundle import make_synthetic_bundle
+
+    other = make_synthetic_bundle(tmp_path / "other", classes=("a", "b"), per_class=4, seed=3)
+    tpl = create_app([str(synth_path), str(other), str(tmp_path / "missing")], query={})
+    app = tpl.tlx_app
+    selects = [w for w in tpl.header if isinstance(w, pn.widgets.Select)]
+    assert len(selects) == 1 and list(selects[0].options) == ["bundle", "other", "missing"]
+    first = app.session
+    app.bundle_name = "other"
+    assert app.session is not first and app.session.classes == ["a", "b"]
+    assert app.views["stats"].session is app.session
+    app.bundle_name = "missing"
+    assert app.session is None and "missing" in app.messages[0]
+    app.bundle_name = "bundle"
+    assert app.session.classes == ["0", "1", "2"] and app.messages == []
+
+
+def test_bundle_from_the_url_only_among_configured(synth_path, tmp_path):
+    from synthetic_bundle import make_synthetic_bundle
+
+    other = make_synthetic_bundle(tmp_path / "other", classes=("a", "b"), per_class=4, seed=3)
+    app = create_app({"main": str(synth_path), "second": str(other)},
+                     query={"bundle": "second"}).tlx_app
+    assert app.bundle_name == "second" and app.session.classes == ["a", "b"]
+    app = create_app({"main": str(synth_path)}, query={"bundle": str(other)}).tlx_app
+    assert app.bundle_name == "main" and "not served here" in app.messages[0]
+
+
+def test_explorer_for_notebooks(synth_bundle):
+    ex = Explorer(synth_bundle)
+    assert ex.stats is ex.stats and ex.stats.session is ex.session
+    assert type(ex.instances).__name__ == "InstanceView"
+    assert type(ex.network).__name__ == "NetworkView"
+    assert type(ex.features).__name__ == "FeatureView"
+    layout = ex.__panel__()
+    assert isinstance(layout, pn.GridSpec)
+    with pytest.raises(TypeError):
+        Explorer()
+
+
+def test_explorer_from_path_and_toplevel_import(synth_path):
+    import tlexplorer
+
+    ex = tlexplorer.Explorer(str(synth_path))
+    assert ex.session.bundle.classes == ["0", "1", "2"]
+
+
+def test_serve_helpers(synth_path, tmp_path, capsys):
+    from tlexplorer.app.serve import app_factory, check_sources
+
+    with pytest.raises(BundleError):
+        check_sources([str(tmp_path / "a"), str(tmp_path / "b")])
+    sources = check_sources([str(synth_path), str(tmp_path / "gone")])
+    assert "gone" in capsys.readouterr().err
+    assert list(sources) == ["bundle", "gone"] and sources["bundle"].is_absolute()
+    factory = app_factory(sources)
+    a, b = factory(), factory()
+    assert a is not b and a.tlx_app.session is not b.tlx_app.session
+
+
+def test_main_reads_args(monkeypatch):
+    from tlexplorer.app.main import configured_bundles
+
+    assert configured_bundles(["x", "y"]) == ["x", "y"]
+    monkeypatch.setenv("TLX_BUNDLES", "a:b")
+    monkeypatch.setattr("sys.argv", ["main.py"])
+    assert configured_bundles() == ["a", "b"]
+
+
+def test_url_adapter_checks_values(app):
+    state = dashboard._UrlState(app, cls=app.session.focus_class)
+    state.cls = 0  # what ?class=0 gives
+    assert app.session.focus_class == "0"
+    state.cls = "zzz"
+    assert app.session.focus_class == "0" and state.cls == "0"
+    assert any("zzz" in m for m in app.messages)

@@ -1,0 +1,206 @@
+"""Instance view: class filter, raster/glyph switch by visible count, hover/tap details,
+box and lasso selection, and the background re-projection."""
+from __future__ import annotations
+
+import sys
+import types
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from tlexplorer.app.views import class_colors
+from tlexplorer.app.views.instances import (InstanceView, instance_frame, rasterize_points,
+                                            thumbnail_uri)
+
+
+@pytest.fixture()
+def view(synth_session):
+    return InstanceView(session=synth_session)
+
+
+def _layers(overlay):
+    return {el.group: el for el in overlay}
+
+
+def test_default_classes_are_focus_and_its_confusion(view, synth_session):
+    s = synth_session
+    assert s.selected_classes[0] == s.focus_class and len(s.selected_classes) == 2
+    table = s.bundle.table("instances")
+    expected = table.filter(pl.col("class_name").is_in(s.selected_classes))["row"].to_list()
+    assert sorted(view.shown_rows.tolist()) == sorted(expected)
+
+
+def test_class_and_domain_filters_change_the_scatter(view, synth_session):
+    rev = view.revision
+    synth_session.selected_classes = ["0"]
+    assert view.revision == rev + 1
+    assert set(view._sub["class_name"].astype(str)) == {"0"}
+    view.domain = "target"
+    assert set(view._sub["role"].astype(str)) == {"target"}
+    overlay = view._render(revision=view.revision)
+    glyphs = _layers(overlay)["Instances"]
+    assert set(glyphs.dimension_values("class_name")) == {"0"}
+    assert len(glyphs) == len(view.shown_rows) == 40
+
+
+def test_switches_between_raster_and_glyphs_by_visible_count(view):
+    n = len(view.shown_rows)
+    view.raster_threshold = n - 1
+    full = view._render(revision=view.revision, width=300, height=200)
+    assert view.mode == "raster" and view.visible_count == n
+    layers = _layers(full)
+    assert layers["Density"].data.shape == (200, 300, 4) and len(layers["Instances"]) == 0
+    assert layers["Density"].data[..., 3].max() > 0
+    # zoom onto a few points: real glyphs again
+    x, y = view._sx[0], view._sy[0]
+    zoom = view._render(x_range=(x - 0.5, x + 0.5), y_range=(y - 0.5, y + 0.5),
+                        width=300, height=200, revision=view.revision)
+    assert view.mode == "glyphs" and 1 <= view.visible_count < n
+    layers = _layers(zoom)
+    assert len(layers["Instances"]) == view.visible_count
+    assert layers["Density"].data.shape == (1, 1, 4)
+    # the overlay always has the same layers, so the plot is built once
+    assert [type(e).__name__ for e in full] == [type(e).__name__ for e in zoom]
+
+
+def test_glyphs_encode_class_domain_and_misprediction(view, synth_session):
+    overlay = view._render(revision=view.revision)
+    layers = _layers(overlay)
+    glyphs, mis = layers["Instances"], layers["Mispredicted"]
+    frame = glyphs.dframe()
+    assert set(frame["role"]) == {"source", "target"}
+    table = synth_session.bundle.table("instances")
+    wrong = table.filter((pl.col("target_pred") != pl.col("label"))
+                         & pl.col("class_name").is_in(synth_session.selected_classes))
+    assert len(mis) == wrong.height > 0
+    assert frame["thumb"].str.contains("data:image/png;base64,").all()
+    assert frame["prediction"].str.endswith(" ✗").sum() == wrong.height
+    # the rendered plot: colour by class (shared palette), marker by domain, selection tools
+    from bokeh.models import BoxSelectTool, GlyphRenderer, LassoSelectTool, TapTool
+
+    fig = hv.render(view.plot())
+    main = next(r for r in fig.select(GlyphRenderer) if "instance_id" in r.data_source.data)
+    data = main.data_source.data
+    colors = class_colors(synth_session.classes)
+    assert list(data["color"]) == [colors[c] for c in data["class_name"]]
+    assert {m: r for m, r in zip(data["marker"], data["role"])} == {"x": "source",
+                                                                      "circle": "target"}
+    assert {BoxSelectTool, LassoSelectTool, TapTool} <= {type(t) for t in fig.tools}
+    assert [type(r.glyph).__name__ for r in fig.renderers] == ["ImageRGBA", "Scatter", "Scatter"]
+
+
+def test_hover_thumbnails_only_up_to_the_limit(view):
+    view.hover_thumbnails = 3
+    glyphs = _layers(view._render(revision=view.revision))["Instances"]
+    assert (glyphs.dframe()["thumb"] == "").all()
+
+
+def test_tap_shows_the_nearest_instance(view, synth_session):
+    view._render(revision=view.revision, width=400, height=300)
+    row = int(view._sub["row"].iloc[3])
+    view._on_tap(x=float(view._sx[3]), y=float(view._sy[3]))
+    assert view.tapped_row == row
+    html = view._tap_detail().object
+    info = synth_session.bundle.table("instances").row(row, named=True)
+    assert info["instance_id"] in html and "data:image/png;base64," in html
+    view._on_tap(x=1e9, y=1e9)  # far from every point: nothing changes
+    assert view.tapped_row == row
+    uri = thumbnail_uri(synth_session.bundle, row)
+    assert uri == thumbnail_uri(synth_session.bundle, row)  # cached
+
+
+def test_box_and_lasso_selection(view, synth_session):
+    x0, x1 = np.percentile(view._sx, [20, 80])
+    y0, y1 = np.percentile(view._sy, [20, 80])
+    view._on_bounds(bounds=(x0, y0, x1, y1))
+    inside = ((view._sx >= x0) & (view._sx <= x1) & (view._sy >= y0) & (view._sy <= y1))
+    assert sorted(synth_session.selected_instances) == sorted(
+        view._sub["row"].to_numpy()[inside].tolist())
+    view._on_lasso(geometry=np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]))
+    assert len(synth_session.selected_instances) == int(inside.sum())
+    triangle = np.array([[x0, y0], [x1, y0], [x0, y1]])
+    view._on_lasso(geometry=triangle)
+    assert 0 < len(synth_session.selected_instances) < int(inside.sum()) + 1
+    assert len(view.selected_frame()) == len(synth_session.selected_instances)
+
+
+def test_reprojection_runs_in_background_and_updates_the_layout(view, synth_session,
+                                                                monkeypatch):
+    calls = {}
+
+    def fake_project_subset(embeddings, layout, subset, *, random_state=0, callback=None,
+                            **kw):
+        calls["args"] = (embeddings.shape, layout.shape, np.asarray(subset).copy(), kw)
+        for i in range(1, 11):
+            callback(i * 10, 100)
+        return np.column_stack([np.arange(len(subset)), -np.arange(len(subset))]).astype(
+            np.float32)
+
+    module = types.ModuleType("tlexplorer.analysis.embedding")
+    module.project_subset = fake_project_subset
+    monkeypatch.setitem(sys.modules, "tlexplorer.analysis.embedding", module)
+    rows = view.shown_rows[:12].tolist()
+    synth_session.selected_instances = rows
+    job = view.reproject_selection()
+    assert job is not None
+    job.wait(10)
+    assert calls["args"][0][0] == calls["args"][1][0] == synth_session.bundle.table(
+        "instances").height
+    np.testing.assert_array_equal(calls["args"][2], sorted(rows))
+    assert view.reprojected and not synth_session.busy and view.progress == 1.0
+    np.testing.assert_array_equal(view.shown_rows, sorted(rows))
+    np.testing.assert_array_equal(view._sx, np.arange(12))
+    view.reset_projection()
+    assert not view.reprojected and len(view.shown_rows) > 12
+
+
+def test_reprojection_needs_a_selection(view, synth_session):
+    synth_session.selected_instances = [1, 2]
+    assert view.reproject_selection() is None
+    assert "at least 5" in synth_session.status
+
+
+def test_class_details(view, synth_session):
+    frame = view.details_frame()
+    assert frame["class"].to_list() == [c for c in synth_session.classes
+                                        if c in synth_session.selected_classes]
+    assert (frame["n_S"] == 40).all() and (frame["n_T"] == 40).all()
+    table = synth_session.bundle.table("instances")
+    c = frame["class"][0]
+    tgt = table.filter((pl.col("class_name") == c) & (pl.col("role") == "target"))
+    wrong = int((tgt["target_pred"] != tgt["label"]).sum())
+    assert frame["mispredicted_T"][0] == wrong
+    assert frame["target_acc_T"][0] == pytest.approx(1 - wrong / 40)
+
+
+def test_rasterize_keeps_category_colours_and_orientation():
+    frame = pd.DataFrame({"x": [0.1, 0.9], "y": [0.9, 0.1],
+                          "class_name": pd.Categorical(["a", "b"], categories=["a", "b"])})
+    pts = hv.Points(frame, ["x", "y"], ["class_name"])
+    colors = np.array([[255, 0, 0], [0, 0, 255]], np.float32)
+    img = rasterize_points(pts, None, x_range=(0, 1), y_range=(0, 1), width=10, height=10,
+                           colors=colors, visible=2)
+    assert img.shape == (10, 10, 4)
+    top_left, bottom_right = img[:3, :3], img[-3:, -3:]
+    assert top_left[..., 3].max() > 0 and top_left[..., 0].max() == 255  # "a" is red, up left
+    assert bottom_right[..., 3].max() > 0 and bottom_right[..., 2].max() == 255
+    mis = hv.Points(frame.iloc[:1], ["x", "y"], ["class_name"])
+    haloed = rasterize_points(pts, mis, x_range=(0, 1), y_range=(0, 1), width=10, height=10,
+                              colors=colors, visible=2)
+    assert (haloed[..., 3] > 0).sum() > (img[..., 3] > 0).sum()  # a gray ring around "a"
+
+
+def test_instance_frame_is_shared(synth_bundle):
+    assert instance_frame(synth_bundle) is instance_frame(synth_bundle)
+    frame = instance_frame(synth_bundle)
+    assert list(frame["class_name"].cat.categories) == synth_bundle.classes
+
+
+def test_panel_builds(view):
+    layout = view.__panel__()
+    assert layout is view.__panel__()
+    assert layout.get_root() is not None
+    assert view.mode == "glyphs"

@@ -1,0 +1,111 @@
+"""`analyze` end to end on a tiny digits run: the bundle's content, resume after a crash, bad input."""
+import json
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tlexplorer import pipeline
+from tlexplorer.bundle import open_bundle
+from tlexplorer.errors import RunError
+from tlexplorer.pipeline import AnalyzeOptions, analyze
+from tlexplorer.scenarios import load_scenario
+from tlexplorer.training import TrainOptions, train_transfer
+
+TINY = AnalyzeOptions(per_class=4, n_steps=4, cv=2, chunk_size=16, batch_size=32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    data = load_scenario("digits", per_class=8, data_dir=root / "data", progress=False)
+    small = {"channels": (8, 8, 12, 12, 8), "hidden": (24, 16)}
+    train_transfer(data, {"name": "digits-alexnet", "kwargs": small},
+                   TrainOptions(epochs_source=1, epochs_target=1, eval_max_per_class=5),
+                   root / "run", progress=False)
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tiny_run, tmp_path_factory):
+    return analyze(tiny_run, tmp_path_factory.mktemp("b") / "bundle", options=TINY, progress=False)
+
+
+def test_bundle_has_every_view_s_data(tiny_bundle):
+    bundle = open_bundle(tiny_bundle)
+    manifest = bundle.manifest
+    assert manifest["classes"] == [str(d) for d in range(10)]
+    assert [l["name"] for l in manifest["layers"]][0] == "features.conv1" and len(manifest["layers"]) == 7
+    instances = bundle.table("instances")
+    assert len(instances) == bundle.array("tsne").shape[0] == bundle.array("thumbnails").shape[0]
+    assert set(instances["role"].unique()) == {"source", "target"}
+    rows_t, rows_s = bundle.array("rows_target"), bundle.array("rows_source")
+    assert len(rows_t) == len(rows_s) == 40  # per_class=4, 10 classes
+    for combo, rows in (("target_on_target", rows_t), ("source_on_target", rows_t), ("target_on_source", rows_s)):
+        for layer in manifest["layers"]:
+            assert bundle.array(f"conductance/{combo}/{layer['name']}").shape == (len(rows), layer["neurons"])
+    neurons = bundle.table("neurons")
+    important = neurons.filter(pl.col("important")).group_by("model", "class", "layer").len()
+    assert important["len"].min() >= 1
+    weights = bundle.table("important_weights")
+    assert set(weights["model"].unique()) == {"source", "target"}
+    assert weights.filter(pl.col("model") == "target")["inherited"].null_count() == 0
+    disc = bundle.table("discriminability_summary")
+    assert "__all__" in disc["scope"].to_list()
+    assert len(bundle.table("layer_metrics")) == 7
+    assert manifest["scores"]["transferability_score"] == pytest.approx(
+        manifest["scores"]["best_target_model_on_target_val"] - manifest["scores"]["best_source_model_on_target_val"])
+    confusion = bundle.table("confusion")
+    assert len(confusion) == 10
+
+
+def test_neurons_table_matches_rank_aggregation(tiny_bundle):
+    from scipy.stats import rankdata
+
+    bundle = open_bundle(tiny_bundle)
+    rows_t = bundle.array("rows_target")
+    labels = bundle.table("instances")["label"].to_numpy()[rows_t]
+    conductance = np.asarray(bundle.array("conductance/target_on_target/features.conv2"))[labels == 3]
+    expected = rankdata(conductance, axis=1).sum(axis=0)
+    table = bundle.table("neurons").filter((pl.col("model") == "target") & (pl.col("class") == "3")
+                                           & (pl.col("layer") == "features.conv2")).sort("neuron")
+    np.testing.assert_allclose(table["score"].to_numpy(), expected)
+
+
+def test_interrupted_analysis_resumes_to_the_same_bundle(tiny_run, tiny_bundle, tmp_path, monkeypatch):
+    out = tmp_path / "bundle"
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_stage_weights", crash)
+    with pytest.raises(KeyboardInterrupt):
+        analyze(tiny_run, out, options=TINY, progress=False)
+    assert not out.exists() and (tmp_path / "bundle.partial").is_dir()
+    monkeypatch.undo()
+    calls = []
+    original = pipeline._stage_conductance
+
+    def counting(ctx):
+        calls.append(ctx.writer.has("arrays/conductance/target_on_target/features.conv1"))
+        return original(ctx)
+
+    monkeypatch.setattr(pipeline, "_stage_conductance", counting)
+    analyze(tiny_run, out, options=TINY, progress=False)
+    assert calls == [True]  # the conductance finished before the crash was not recomputed
+    resumed, reference = open_bundle(out).manifest, open_bundle(tiny_bundle).manifest
+    for manifest in (resumed, reference):
+        manifest.pop("created")
+        manifest["inputs"].pop("run_dir", None)
+    assert resumed["files"] == reference["files"]
+    assert resumed == reference
+
+
+def test_run_dir_without_models_is_clear_error(tiny_run, tmp_path):
+    broken = tmp_path / "run"
+    shutil.copytree(tiny_run, broken)
+    (broken / "target.pt").unlink()
+    with pytest.raises(RunError, match="target.pt"):
+        analyze(broken, tmp_path / "b", options=TINY, progress=False)
+    assert not (tmp_path / "b").exists()
