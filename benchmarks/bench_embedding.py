@@ -73,7 +73,7 @@ def main(argv=None) -> None:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
-    print(f"\n{args.dims}-dim, 10 clusters; n_jobs={args.threads}; {cores} CPUs ({cpu}); "
+    print(f"\n{args.dims}-dim, 10 clusters; n_jobs={args.threads}; {cores} CPUs ({machine}); "
           f"load average {os.getloadavg()[0]:.1f}\n")
     print("| function | points | wall s | CPU s | 1-NN same cluster |")
     print("|---|---:|---:|---:|---:|")

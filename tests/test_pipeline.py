@@ -88,7 +88,7 @@ def test_interrupted_analysis_resumes_to_the_same_bundle(tiny_run, tiny_bundle, 
     original = pipeline._stage_conductance
 
     def counting(ctx):
-        calls.append(ctx.writer.has("arrays/conductance/target_on_target/features.conv1"))
+        calls.append(ctx.writer.has_array("conductance/target_on_target/features.conv1"))
         return original(ctx)
 
     monkeypatch.setattr(pipeline, "_stage_conductance", counting)

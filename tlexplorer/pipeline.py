@@ -86,6 +86,7 @@ class _Context:
     instances: pl.DataFrame = None  # the instances table (row order of every per-instance array)
     rows: dict = field(default_factory=dict)  # {"source": rows (M_s,), "target": rows (M_t,)}
     warnings: list = field(default_factory=list)
+    completeness: dict = field(default_factory=dict)  # {combo: {layer: pooled relative gap}}
 
     @property
     def layer_names(self) -> list:
@@ -125,7 +126,7 @@ def _stage_instances(ctx: _Context) -> None:
         frames.append(split.instance_table().with_columns(pl.Series("position", np.arange(len(split)))))
     table = pl.concat(frames).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
     ctx.instances = table
-    if not ctx.writer.has("arrays/thumbnails"):
+    if not ctx.writer.has_array("thumbnails"):
         size = ctx.options.thumbnail_size
         thumbs = np.zeros((len(table), size, size, 3), dtype=np.uint8)
         start = 0
@@ -148,22 +149,19 @@ def _select_rows(ctx: _Context) -> None:
     """Instances attributed per domain: all, or ``per_class`` per class chosen with the seed."""
     rng = np.random.default_rng(ctx.options.seed)
     for role in ("source", "target"):
-        name = f"rows_{role}"
-        if ctx.writer.has(f"arrays/{name}"):
-            ctx.rows[role] = np.asarray(ctx.writer.read_array(name))
-            continue
         part = ctx.instances.filter(pl.col("role") == role)
         chosen = []
-        for label in range(len(ctx.data.classes)):
+        for label, name in enumerate(ctx.data.classes):
             rows = part.filter(pl.col("label") == label)["row"].to_numpy()
-            if len(rows) == 0:
-                ctx.warnings.append(f"class {ctx.data.classes[label]!r} has no {role} instances; skipped")
+            if len(rows) == 0:  # recorded in the manifest; views skip the class on that side
+                ctx.warnings.append(f"class {name!r} has no {role} instances; skipped")
                 continue
             if ctx.options.per_class is not None and len(rows) > ctx.options.per_class:
                 rows = np.sort(rng.choice(rows, ctx.options.per_class, replace=False))
             chosen.append(rows)
         ctx.rows[role] = np.sort(np.concatenate(chosen)).astype(np.int64)
-        ctx.writer.write_array(name, ctx.rows[role])
+        if not ctx.writer.has_array(f"rows_{role}"):
+            ctx.writer.write_array(f"rows_{role}", ctx.rows[role])
 
 
 def _stage_predictions(ctx: _Context) -> None:
@@ -172,23 +170,23 @@ def _stage_predictions(ctx: _Context) -> None:
 
     all_rows = ctx.instances["row"].to_numpy()
     for model_name in ("source", "target"):
-        if ctx.writer.has(f"arrays/predictions/{model_name}"):
+        if ctx.writer.has_array(f"predictions/{model_name}"):
             continue
         want_embedding = model_name == "target"
         result = capture(ctx.models[model_name], ctx.loader(all_rows), embedding=want_embedding,
-                         predictions=True, device=ctx.device,
-                         progress=_bar(ctx, f"predict ({model_name} model)"))
+                         predictions=True, device=ctx.device, progress=ctx.progress)
         if want_embedding:
             ctx.writer.write_array("embedding", result.embedding.numpy().astype(np.float32))
-        ctx.writer.write_array(f"probabilities/{model_name}", result.probabilities.numpy().astype(np.float32))
-        ctx.writer.write_array(f"predictions/{model_name}", result.labels.numpy().astype(np.int64))
+        predictions = result.predictions
+        ctx.writer.write_array(f"probabilities/{model_name}", predictions.probabilities.numpy().astype(np.float32))
+        ctx.writer.write_array(f"predictions/{model_name}", predictions.labels.numpy().astype(np.int64))
 
 
 def _stage_projection(ctx: _Context) -> None:
     """One seeded 2-D t-SNE of every instance's embedding (never recomputed on a click)."""
     from .analysis.embedding import tsne_layout
 
-    if ctx.writer.has("arrays/tsne"):
+    if ctx.writer.has_array("tsne"):
         return
     embedding = ctx.writer.read_array("embedding")
     layout = tsne_layout(np.asarray(embedding), random_state=ctx.options.seed, progress=ctx.progress)
@@ -243,7 +241,7 @@ def _stage_conductance(ctx: _Context) -> None:
     for model_name, domain in _combos(ctx):
         combo = f"{model_name}_on_{domain}"
         model, rows = ctx.models[model_name], ctx.rows[domain]
-        if all(ctx.writer.has(f"arrays/conductance/{combo}/{l}") for l in ctx.layer_names):
+        if all(ctx.writer.has_array(f"conductance/{combo}/{l}") for l in ctx.layer_names):
             continue
         n_chunks = max(1, math.ceil(len(rows) / opts.chunk_size))
         bar = _tqdm(ctx, total=len(rows), desc=f"conductance {combo}", unit="img")
@@ -251,27 +249,57 @@ def _stage_conductance(ctx: _Context) -> None:
             part = rows[chunk * opts.chunk_size:(chunk + 1) * opts.chunk_size]
             names = [f"conductance/{combo}/{layer}" for layer in ctx.layer_names]
             if not all(ctx.writer.has_chunk(name, chunk) for name in names):
-                result = layer_conductance(model, ctx.layer_names, ctx.loader(part), None,
-                                           n_steps=opts.n_steps, method=opts.method,
-                                           internal_batch_size=opts.internal_batch_size,
-                                           device=ctx.device)
+                # The completeness check is collected (and reported in the manifest) instead of
+                # warning once per chunk.
+                result, report = layer_conductance(
+                    model, ctx.layer_names, ctx.loader(part), None, n_steps=opts.n_steps,
+                    method=opts.method, internal_batch_size=opts.internal_batch_size,
+                    device=ctx.device, return_report=True, completeness_tol=None)
                 for name, layer in zip(names, ctx.layer_names):
                     ctx.writer.write_chunk(name, chunk, result[layer].numpy().astype(np.float32))
+                ctx.writer.write_json(f"completeness/{combo}/{chunk:05d}", {
+                    "cut": {l: bool(report.cut[l]) for l in ctx.layer_names},
+                    "abs_gap": {l: float(report.gap(l).abs().sum()) for l in ctx.layer_names},
+                    "abs_delta": float(report.delta.abs().sum())})
             if bar is not None:
                 bar.update(len(part))
         if bar is not None:
             bar.close()
         for layer in ctx.layer_names:
             ctx.writer.concat_chunks(f"conductance/{combo}/{layer}", n_chunks)
+    _record_completeness(ctx)
     for model_name, domain in [("target", "target"), ("source", "target"), ("target", "source"),
                                ("source", "source")]:
         combo = f"{model_name}_on_{domain}"
-        if all(ctx.writer.has(f"arrays/activations/{combo}/{l}") for l in ctx.layer_names):
+        if all(ctx.writer.has_array(f"activations/{combo}/{l}") for l in ctx.layer_names):
             continue
         result = capture(ctx.models[model_name], ctx.loader(ctx.rows[domain]), layers=ctx.layer_names,
-                         reduce="max", device=ctx.device, progress=_bar(ctx, f"activations {combo}"))
+                         reduce="max", device=ctx.device, progress=ctx.progress)
         for name in ctx.layer_names:
             ctx.writer.write_array(f"activations/{combo}/{name}", result.activations[name].numpy().astype(np.float32))
+
+
+def _record_completeness(ctx: _Context, tolerance: float = 0.05) -> None:
+    """Pool the chunks' completeness checks: Σ|Σ conductance − ΔF| / Σ|ΔF| per combo and layer."""
+    ctx.completeness = {}
+    for model_name, domain in _combos(ctx):
+        combo = f"{model_name}_on_{domain}"
+        reports = [ctx.writer.read_json(n) for n in sorted(
+            name for name in _json_names(ctx.writer) if name.startswith(f"completeness/{combo}/"))]
+        delta = sum(r["abs_delta"] for r in reports)
+        gaps = {l: (sum(r["abs_gap"][l] for r in reports) / delta if delta else 0.0) for l in ctx.layer_names}
+        ctx.completeness[combo] = gaps
+        failing = [f"{l} {g:.1%}" for l, g in gaps.items() if reports and reports[0]["cut"][l] and g > tolerance]
+        if failing:
+            ctx.warnings.append(f"{combo}: conductance sums miss F(x) - F(baseline) by more than "
+                                f"{tolerance:.0%} ({', '.join(failing)}); raise n_steps "
+                                f"(now {ctx.options.n_steps})")
+
+
+def _json_names(writer) -> list:
+    """Names of the JSON artefacts written so far (``completed()`` lists relative paths)."""
+    return [path[len("json/"):-len(".json")] for path in writer.completed()
+            if path.startswith("json/") and path.endswith(".json")]
 
 
 def _class_positions(ctx: _Context, domain: str) -> dict:
@@ -284,7 +312,7 @@ def _stage_neurons(ctx: _Context) -> pl.DataFrame:
     """Neuron extraction (§5.3.1 A1–A4): rank sums per model, class and layer on target instances."""
     from .analysis.neurons import neuron_ranking
 
-    if ctx.writer.has("tables/neurons"):
+    if ctx.writer.has_table("neurons"):
         return ctx.writer.read_table("neurons")
     scopes = [(ctx.data.classes[c], pos) for c, pos in _class_positions(ctx, "target").items()]
     scopes.append((ALL, np.arange(len(ctx.rows["target"]))))
@@ -315,11 +343,12 @@ def _layer_pairs(ctx: _Context) -> list:
 def _stage_weights(ctx: _Context) -> None:
     """Weight extraction (§5.3.1 B1–B3) per class and consecutive pair, both models, plus the
     inherited check (§5.3.2) and each pair's parameter matrix for the view's brightness."""
-    from .analysis.contributions import pair_weight_matrix, weight_contributions
+    from .analysis.contributions import weight_contributions
+    from .analysis.parameters import pair_weight_matrix
     from .analysis.similarity import neuron_similarity
     from .analysis.weights import WeightCounter, default_k, inherited_weights
 
-    if ctx.writer.has("tables/important_weights"):
+    if ctx.writer.has_table("important_weights"):
         return
     classes = _class_positions(ctx, "target")
     rows = ctx.rows["target"]
@@ -327,11 +356,16 @@ def _stage_weights(ctx: _Context) -> None:
     frames = []
     top = {}  # (model, class label, layer_from) -> the counter's top-k weights
     for layer_from, layer_to in _layer_pairs(ctx):
+        first_batch = ctx.dataset(rows[:1])[0][0][None].to(ctx.device)
         try:  # a residual sum or concatenation between the two layers: no per-neuron weights
-            matrices = {m: pair_weight_matrix(ctx.models[m], layer_from, layer_to) for m in ("source", "target")}
+            for model_name in ("source", "target"):
+                weight_contributions(ctx.models[model_name], layer_from, layer_to, first_batch)
         except LayerError as exc:
             ctx.warnings.append(f"weights skipped: {exc}")
             continue
+        n_from = next(l.neurons for l in ctx.layers if l.name == layer_from)
+        matrices = {m: pair_weight_matrix(ctx.models[m].get_submodule(layer_to), n_from)
+                    for m in ("source", "target")}
         for model_name, matrix in matrices.items():
             ctx.writer.write_array(f"weights/{model_name}/{layer_from}__{layer_to}", matrix.astype(np.float32))
             n1, n2 = matrix.shape
@@ -393,7 +427,7 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     from .analysis.discriminability import domain_discriminability
     from .bundle import safe_component
 
-    if ctx.writer.has("tables/discriminability"):
+    if ctx.writer.has_table("discriminability"):
         return
     source_classes, target_classes = _class_positions(ctx, "source"), _class_positions(ctx, "target")
     scopes = [(ctx.data.classes[c], source_classes[c], target_classes[c])
@@ -427,7 +461,7 @@ def _stage_layer_metrics(ctx: _Context) -> None:
     from .analysis.discrepancy import proxy_a_distance
     from .analysis.similarity import linear_cka
 
-    if ctx.writer.has("tables/layer_metrics"):
+    if ctx.writer.has_table("layer_metrics"):
         return
 
     def act(combo, layer):
@@ -451,7 +485,7 @@ def _stage_changes(ctx: _Context, neurons: pl.DataFrame) -> None:
     """Beyond the paper: per neuron, the relative change of its incoming weights and its rank shift."""
     from .analysis.changes import rank_shift, weight_change
 
-    if ctx.writer.has("tables/neuron_changes"):
+    if ctx.writer.has_table("neuron_changes"):
         return
     source_modules = dict(ctx.models["source"].named_modules())
     target_modules = dict(ctx.models["target"].named_modules())
@@ -500,11 +534,6 @@ def _tqdm(ctx: _Context, iterable=None, **kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, **kwargs) if iterable is not None else tqdm(**kwargs)
-
-
-def _bar(ctx: _Context, desc: str):
-    """Progress argument for the analysis functions: a description when on, False when off."""
-    return desc if ctx.progress else False
 
 
 # -------------------------------------------------------------------------------------------- driver
@@ -560,8 +589,8 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     _stage_discriminability(ctx, neurons)
     _stage_layer_metrics(ctx)
     _stage_changes(ctx, neurons)
-    for model_name in ("source", "target"):
-        writer.write_file(f"models/{model_name}.pt", Path(run.path) / f"{model_name}.pt")
+    writer.write_file("models/source.pt", run.source_path)
+    writer.write_file("models/target.pt", run.target_path)
 
     manifest = {
         "tlexplorer_version": __version__,
@@ -580,6 +609,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         "image": {"size": data.image_size, "mean": list(data.target_train.mean),
                   "std": list(data.target_train.std)},
         "scores": scores,
+        "completeness": ctx.completeness,
         "warnings": ctx.warnings,
     }
     path = writer.finalize(manifest)

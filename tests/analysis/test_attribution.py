@@ -46,7 +46,7 @@ class Tiny(nn.Module):
         return self.fc2(self.relu3(self.fc1(self.drop(torch.flatten(x, 1)))))
 
 
-TINY_LAYERS = ["conv1", "bn1", "conv2", "pool2", "fc1"]
+TINY_LAYERS = ["conv1", "bn1", "relu1", "conv2", "pool2", "fc1"]  # relu1: in place
 
 
 def tiny(seed: int = 0) -> Tiny:
@@ -173,6 +173,36 @@ def test_resnet18_residual_blocks_and_cuts():
     assert not report.cut["layer1.0.conv1"]
     assert not report.cut["layer4.1.conv2"]
     assert no_hooks_left(model)
+
+
+class TwoStems(nn.Module):
+    """Two branches from the input (neither downstream of the other), and a dead branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 2, 3, padding=1)
+        self.b = nn.Conv2d(3, 2, 3, padding=1)
+        self.dead = nn.Conv2d(2, 2, 1)
+        self.mix = nn.Conv2d(4, 3, 3)
+        self.head = nn.Linear(3 * 6 * 6, 4)
+
+    def forward(self, x):
+        a = torch.relu_(self.a(x))
+        b = torch.relu_(self.b(x))
+        self.dead(a)  # computed, never used
+        return self.head(torch.relu(self.mix(torch.cat([a, b], 1))).flatten(1))
+
+
+def test_parallel_branches_and_unused_layer():
+    torch.manual_seed(0)
+    model = TwoStems().to(DT).eval()
+    x = images(2)
+    ours, report = layer_conductance(model, ["a", "b", "dead", "mix"], x, 1, n_steps=5, reduce=None,
+                                     internal_batch_size=4, return_report=True, completeness_tol=None)
+    for name in ("a", "b", "mix"):
+        assert_close(ours[name], captum_ref(model, name, x, 1, 5, "riemann_trapezoid"), name)
+    assert torch.count_nonzero(ours["dead"]) == 0
+    assert report.cut == {"a": False, "b": False, "dead": False, "mix": True}
 
 
 def test_completeness_report_and_warning():

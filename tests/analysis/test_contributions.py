@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tlexplorer.analysis.contributions import (_conv_padding, conv_contributions, conv_patch_sums,
-                                               weight_contributions)
+                                               iter_weight_contributions, weight_contributions)
 from tlexplorer.errors import LayerError
 from tlexplorer.models import build_model
 
@@ -141,6 +141,10 @@ def test_dataloader_and_modes():
     streamed = weight_contributions(model, "conv1", "conv2", loader, device="cpu", progress=True)
     assert model.training and all(m.training for m in model.modules())
     torch.testing.assert_close(streamed, weight_contributions(model, "conv1", "conv2", x))
+    parts = list(iter_weight_contributions(model, "conv2", "fc1", loader))
+    assert [p.shape for p in parts] == [(2, 6, 8), (2, 6, 8), (1, 6, 8)]
+    assert all(m.training for m in model.modules())
+    torch.testing.assert_close(torch.cat(parts), weight_contributions(model, "conv2", "fc1", x))
 
 
 def test_resnet18_residual_sum_is_an_error_and_plain_pairs_work():

@@ -80,7 +80,7 @@ def test_project_subset(data):
     assert knn_accuracy(proj, y[subset]) >= 0.9
     np.testing.assert_array_equal(proj, project_subset(x, layout, y < 3))
     its = [i for i, _ in seen]
-    assert its == sorted(its) and seen[-1] == (300, 300) and seen[0][0] > 0
+    assert its == sorted(its) and seen[-1] == (250, 250) and seen[0][0] > 0
 
 
 def test_project_subset_interrupt_and_edges(data):

@@ -37,6 +37,11 @@ class Served:
     def __init__(self, url: str, apps: list, server):
         self.url, self.apps, self.server = url, apps, server
 
+    @staticmethod
+    def run_in_session(app, fn) -> None:
+        """Run ``fn`` on ``app``'s session event loop (as a browser event would)."""
+        app.doc.add_next_tick_callback(fn)
+
     def wait_for_app(self, count: int, timeout: float = 20.0):
         end = time.monotonic() + timeout
         while len(self.apps) < count and time.monotonic() < end:
@@ -63,7 +68,10 @@ def served(tmp_path_factory):
     apps: list = []
 
     def recording_create_app(sources, **kw):
+        import panel as pn
+
         tpl = dashboard.create_app(sources, **kw)
+        tpl.tlx_app.doc = pn.state.curdoc  # to run changes on the session's event loop
         apps.append(tpl.tlx_app)
         return tpl
 

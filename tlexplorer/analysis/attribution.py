@@ -132,15 +132,98 @@ def path_alphas(method: str, n_steps: int) -> list:
     return list(alphas(n_steps + 1))
 
 
-class _PathRecorder:
-    """Forward hooks that keep each layer's output (the graph node we differentiate against) and
-    hand the rest of the network a clone, so that in-place ops downstream (``ReLU(inplace=True)``)
-    do not overwrite the kept values - the same trick captum uses."""
+class _Accumulator:
+    """One layer's conductance, summed chunk by chunk: ``sum_k (y[k+1] - y[k]) * g[k]``.
 
-    def __init__(self, model_name: str):
+    ``forward`` takes the layer's output on a chunk of ``steps x group`` path points (step major)
+    and keeps what the sum needs of it: the step differences, plus the first and last steps to join
+    consecutive chunks (no path point is evaluated twice). ``backward`` takes the gradient and adds
+    the chunk's share. Tensors are handled in their memory layout (channels-last maps as
+    (P, H, W, C)), so the sum over steps runs over contiguous blocks.
+    """
+
+    def __init__(self):
+        self.total = None
+        self.carry = None  # (y, g) of the previous chunk's last step
+        self.perm = None
+        self.pending = None
+
+    def forward(self, out: Tensor, steps: int, group: int, more: bool) -> None:
+        if self.perm is None:
+            self.perm = _memory_order(out)
+        y = out.detach().permute(self.perm)
+        y = y.reshape(steps, group, *y.shape[1:])
+        self.pending = {
+            "diff": torch.sub(y[1:], y[:-1]) if steps > 1 else None,
+            "first": y[0].clone() if self.carry is not None else None,
+            "last": y[-1].clone() if more else None,
+            "steps": steps, "group": group, "more": more,
+            "like": (y.shape[1:], y.dtype, y.device),
+        }
+
+    def backward(self, grad: "Tensor | None") -> None:
+        p, self.pending = self.pending, None
+        shape, dtype, device = p["like"]
+        if grad is None:  # the target output does not depend on this layer
+            g = torch.zeros((p["steps"], *shape), dtype=dtype, device=device)
+        else:
+            g = grad.permute(self.perm)
+            g = g.reshape(p["steps"], p["group"], *g.shape[1:])
+        part = p["diff"].mul_(g[:-1]).sum(0) if p["diff"] is not None else None
+        if self.carry is not None:  # the step that joins this chunk to the previous one
+            prev_y, prev_g = self.carry
+            joint = (p["first"] - prev_y) * prev_g
+            part = joint if part is None else part + joint
+        self.carry = (p["last"], g[-1].clone()) if p["more"] else None
+        if part is not None:
+            self.total = part if self.total is None else self.total + part
+
+    def result(self) -> Tensor:
+        inverse = tuple(sorted(range(len(self.perm)), key=self.perm.__getitem__))
+        return self.total.permute(inverse)
+
+
+def _depends_on(out: Tensor, first: Tensor) -> bool:
+    """Whether ``first`` is an ancestor of ``out`` in the autograd graph."""
+    target = first.grad_fn
+    stack = [out.grad_fn]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        if node is target or getattr(node, "variable", None) is first:  # a leaf has no grad_fn
+            return True
+        seen.add(node)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return False
+
+
+class _PathRecorder:
+    """Forward hooks of the attribution pass: each layer's output and gradient reach its
+    :class:`_Accumulator`, from one forward and one backward pass for all layers.
+
+    The first layer the forward pass reaches (and any layer not downstream of it) is *captured*:
+    its output is kept and the rest of the network gets a clone, so that an in-place op after it
+    (``ReLU(inplace=True)``) cannot overwrite the kept values, and the backward pass stops at it,
+    returning its gradient (captum's trick). Every other layer is *streamed*: the hook takes the
+    step differences of its output at once and registers a tensor hook that receives the gradient
+    when the backward pass produces it (for the value before any in-place op) and frees it - no
+    clone, and no gradient held to the end of the pass.
+    """
+
+    def __init__(self, model_name: str, accs: dict):
         self.model_name = model_name
-        self.outputs: dict = {}
+        self.accs = accs
         self.active = True
+        self.streamed: dict = {}  # name -> bool, decided on the first pass
+        self.start_pass(1, 1, False)
+
+    def start_pass(self, steps: int, group: int, more: bool) -> None:
+        self.steps, self.group, self.more = steps, group, more
+        self.captured: dict = {}  # name -> kept output, forward order
+        self.pending: set = set()  # streamed layers still waiting for their gradient
+        self.seen: set = set()
 
     def hook(self, name: str):
         def fn(module, inputs, output):
@@ -148,12 +231,26 @@ class _PathRecorder:
                 return None
             if not isinstance(output, Tensor):
                 raise LayerError(f"layer {name!r} returns a {type(output).__name__}, not a tensor")
-            if name in self.outputs:
+            if name in self.seen:
                 raise LayerError(f"layer {name!r} runs more than once per forward pass of "
                                  f"{self.model_name}; its conductance is ambiguous")
-            if not output.requires_grad:  # frozen parameters: make the output a leaf we can differentiate
+            self.seen.add(name)
+            if name not in self.streamed:
+                first = next(iter(self.captured.values()), None)
+                self.streamed[name] = (first is not None and output.grad_fn is not None
+                                       and _depends_on(output, first))
+            if self.streamed[name]:
+                self.accs[name].forward(output, self.steps, self.group, self.more)
+                self.pending.add(name)
+
+                def consume(grad):
+                    self.pending.discard(name)
+                    self.accs[name].backward(grad)
+                output.register_hook(consume)
+                return None
+            if not output.requires_grad:  # frozen parameters: make it a leaf we can differentiate
                 output.requires_grad_()
-            self.outputs[name] = output
+            self.captured[name] = output
             return output.clone()
         return fn
 
@@ -226,18 +323,15 @@ def _memory_order(t: Tensor) -> tuple:
 
 def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor, steps_per_chunk,
                        endpoints_on_path: bool, memory_format=torch.contiguous_format):
-    """Full conductance maps ``{name: (G, *layer shape)}`` and ``F(x) - F(b)`` (G,) of G instances.
+    """Fill the accumulators of ``rec`` with the conductance of G instances; return ``F(x) - F(b)``
+    (G,).
 
     The ``n_steps + 1`` points of each instance are processed ``steps_per_chunk`` at a time, step
-    major (as captum orders them); the last step's layer outputs and gradients carry over to the
-    next chunk, so no point is evaluated twice.
+    major (as captum orders them); one forward and one backward pass per chunk serve every layer.
     """
     n_points = alphas.numel()
     g_count = x.shape[0]
     diff = x - b
-    acc: dict = {}
-    carry: dict = {}
-    perms: dict = {}
     f_start = f_end = None
     for s0 in range(0, n_points, steps_per_chunk):
         s1 = min(s0 + steps_per_chunk, n_points)
@@ -245,53 +339,36 @@ def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor
         a = alphas[s0:s1].view(steps, *([1] * x.dim()))
         points = (b.unsqueeze(0) + a * diff.unsqueeze(0)).reshape(steps * g_count, *x.shape[1:])
         points = points.contiguous(memory_format=memory_format)
-        rec.outputs.clear()
+        rec.start_pass(steps, g_count, s1 < n_points)
         with torch.enable_grad():
             logits = model(points)
             selected = logits.gather(1, t.repeat(steps).unsqueeze(1)).squeeze(1)
-            outs = [rec.outputs[name] for name in names]
-            # One backward pass for every layer; nothing below the first layer is computed.
-            grads = torch.autograd.grad(selected.sum(), outs, allow_unused=True)
+            captured = list(rec.captured)
+            # Down to the first layer only; streamed layers get their gradients on the way.
+            grads = torch.autograd.grad(selected.sum(), [rec.captured[name] for name in captured],
+                                        allow_unused=True)
+        for name, grad in zip(captured, grads):
+            rec.accs[name].forward(rec.captured[name], steps, g_count, s1 < n_points)
+            rec.accs[name].backward(grad)
+        for name in list(rec.pending):  # the target output does not depend on these layers
+            rec.accs[name].backward(None)
         selected = selected.detach().view(steps, g_count)
         if s0 == 0:
             f_start = selected[0]
         if s1 == n_points:
             f_end = selected[-1]
-        for name, out, grad in zip(names, outs, grads):
-            # Work in the layout the tensor has in memory (channels-last: (P, H, W, C)), so the
-            # reduction over steps runs over contiguous blocks.
-            perm = perms.setdefault(name, _memory_order(out))
-            y = out.detach().permute(perm)
-            g = torch.zeros_like(y) if grad is None else grad.permute(perm)
-            y = y.reshape(steps, g_count, *y.shape[1:])
-            g = g.reshape(steps, g_count, *g.shape[1:])
-            part = None
-            if steps > 1:
-                diff_y = torch.sub(y[1:], y[:-1])
-                part = diff_y.mul_(g[:-1]).sum(0)  # in place: one temporary, not two
-                del diff_y
-            if name in carry:  # the step that joins this chunk to the previous one
-                prev_y, prev_g = carry.pop(name)
-                joint = (y[0] - prev_y) * prev_g
-                part = joint if part is None else part + joint
-            if s1 < n_points:
-                carry[name] = (y[-1].clone(), g[-1].clone())
-            if part is not None:
-                acc[name] = part if name not in acc else acc[name] + part
-        del outs, grads, logits, selected
-        rec.outputs.clear()
+        del grads, logits, selected
+        rec.start_pass(1, 1, False)  # drop references to this chunk's tensors
     if endpoints_on_path:
-        delta = f_end - f_start
-    else:  # Gauss-Legendre / Riemann left, right, middle: the path misses x or the baseline
-        rec.active = False
-        try:
-            with torch.no_grad():
-                ends = model(torch.cat([x, b])).gather(1, t.repeat(2).unsqueeze(1)).squeeze(1)
-        finally:
-            rec.active = True
-        delta = ends[:g_count] - ends[g_count:]
-    inverse = {name: tuple(sorted(range(len(perm)), key=perm.__getitem__)) for name, perm in perms.items()}
-    return {name: acc[name].permute(inverse[name]) for name in acc}, delta
+        return f_end - f_start
+    # Gauss-Legendre / Riemann left, right, middle: the path misses x or the baseline.
+    rec.active = False
+    try:
+        with torch.no_grad():
+            ends = model(torch.cat([x, b])).gather(1, t.repeat(2).unsqueeze(1)).squeeze(1)
+    finally:
+        rec.active = True
+    return ends[:g_count] - ends[g_count:]
 
 
 #: Bytes of hooked layer outputs per pass that ``internal_batch_size=None`` aims at. On the CPU,
@@ -424,7 +501,7 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
     sums: dict = {name: [] for name in names}
     deltas: list = []
     cut: "dict | None" = None
-    rec = _PathRecorder(type(model).__name__)
+    rec = _PathRecorder(type(model).__name__, {})
     bar = tqdm(total=num_instances(inputs), unit="img", desc="layer conductance", disable=not progress)
     try:
         with eval_on_device(model, device) as (dev, dtype), Hooks() as hooks:
@@ -452,11 +529,11 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
                 steps_per_chunk = min(n_points, max(1, chunk // group))
                 for g0 in range(0, batch, group):
                     g1 = min(g0 + group, batch)
-                    acc, delta = _conductance_group(model, names, rec, x[g0:g1], b[g0:g1], t[g0:g1],
-                                                    alphas, steps_per_chunk, endpoints_on_path,
-                                                    memory_format)
+                    rec.accs = {name: _Accumulator() for name in names}
+                    delta = _conductance_group(model, names, rec, x[g0:g1], b[g0:g1], t[g0:g1],
+                                               alphas, steps_per_chunk, endpoints_on_path, memory_format)
                     for name in names:
-                        full = acc[name]
+                        full = rec.accs[name].result()
                         sums[name].append(full.flatten(1).sum(1).cpu())
                         chunks[name].append(_reduce(full, reduce).contiguous().cpu())
                     deltas.append(delta.cpu())

@@ -9,7 +9,7 @@ over the positions that offset touches (given stride, padding and dilation), giv
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from ..errors import LayerError
 from ._hooks import (Hooks, Inputs, LayerSpec, StopForward, eval_on_device, forward_fits,
                      iter_batches, layer_name, num_instances)
 
-__all__ = ["weight_contributions", "conv_contributions", "conv_patch_sums"]
+__all__ = ["weight_contributions", "iter_weight_contributions", "conv_contributions", "conv_patch_sums"]
 
 
 def _conv_padding(conv: nn.Conv2d) -> tuple:
@@ -282,9 +282,24 @@ def weight_contributions(model: nn.Module, layer_from: LayerSpec, layer_to: Laye
     ``layer_from``'s output on a random input and check ``layer_to``'s input follows it exactly,
     then swap random subsets of channels and check the same channels, and only those, follow.
     """
+    results = [part.cpu() for part in iter_weight_contributions(model, layer_from, layer_to, inputs,
+                                                                device=device, progress=progress)]
+    if not results:
+        raise ValueError("inputs hold no instances")
+    return torch.cat(results)
+
+
+def iter_weight_contributions(model: nn.Module, layer_from: LayerSpec, layer_to: LayerSpec,
+                              inputs: Inputs, *, device=None, progress: bool = False) -> Iterator[Tensor]:
+    """:func:`weight_contributions` batch by batch: yields Tensor (B, neurons of layer_from, neurons
+    of layer_to) on the compute device, so that callers can reduce each batch (e.g. the paper's
+    top-k counts) where the whole (N, n1, n2) tensor would not fit: AlexNet's fc6 → fc7 is 4096 x
+    4096 values per instance. The model stays in eval mode on ``device`` until the iterator is
+    exhausted or closed.
+    """
     src = layer_name(model, layer_from)
     dst = layer_name(model, layer_to)
-    results = []
+    dst_mod = dst[1]
     bar = tqdm(total=num_instances(inputs), unit="img", desc="weight contributions", disable=not progress)
     try:
         with eval_on_device(model, device) as (dev, dtype):
@@ -294,16 +309,12 @@ def weight_contributions(model: nn.Module, layer_from: LayerSpec, layer_to: Laye
                 if channels is ...:
                     channels = _check_pair(model, src, dst, x)
                 _, u = _layer_to_input(model, src, dst, x)
-                dst_mod = dst[1]
                 with torch.no_grad():
                     if isinstance(dst_mod, nn.Conv2d):
                         contrib = conv_contributions(u, dst_mod)
                     else:
                         contrib = _linear_contributions(u, dst_mod, channels)
-                results.append(contrib.cpu())
                 bar.update(x.shape[0])
+                yield contrib
     finally:
         bar.close()
-    if not results:
-        raise ValueError("inputs hold no instances")
-    return torch.cat(results)

@@ -185,8 +185,9 @@ class _UrlState(param.Parameterized):
         if value in session.param.focus_class.objects:
             session.focus_class = value
         else:
-            self._app.warn(f"Class {value!r} from the URL is not in this bundle; showing "
-                           f"{session.focus_class!r}.")
+            if value != str(self._app._query.get("class")):  # that one was reported on load
+                self._app.warn(f"Class {value!r} from the URL is not in this bundle; showing "
+                               f"{session.focus_class!r}.")
             self.cls = session.focus_class
 
 

@@ -128,6 +128,8 @@ def serve(bundles: Any, *, port: int = 5006, address: "str | None" = None,
     if verbose and port:
         print(f"tlexplorer: serving {len(sources)} bundle(s) at http://{host}:{port}/",
               flush=True)
+    # warm: build one page before serving, so that imports and caches are ready for the first user
+    kwargs.setdefault("warm", True)
     return pn.serve(app_factory(sources), port=port, address=address, show=show,
                     title=TITLE, threaded=threaded, verbose=verbose and not port, **kwargs)
 

@@ -103,17 +103,29 @@ def class_details(bundle: Any) -> pl.DataFrame:
                 entry[f"mispredicted_{short}"] = int(n - part["_t_ok"].sum()) if n else 0
             rows.append(entry)
         return pl.DataFrame(rows, schema={
-            "class": pl.String, "n_S": pl.Int64, "target_acc_S": pl.Float64,
-            "source_acc_S": pl.Float64, "mispredicted_S": pl.Int64, "n_T": pl.Int64,
-            "target_acc_T": pl.Float64, "source_acc_T": pl.Float64, "mispredicted_T": pl.Int64})
+            "class": pl.String, "n_S": pl.Int64, "source_acc_S": pl.Float64,
+            "target_acc_S": pl.Float64, "mispredicted_S": pl.Int64, "n_T": pl.Int64,
+            "source_acc_T": pl.Float64, "target_acc_T": pl.Float64, "mispredicted_T": pl.Int64})
     return derived(bundle, "app.instances.class_details", build)
 
 
 DETAIL_TITLES = {
-    "class": "class", "n_S": "# source", "n_T": "# target",
-    "source_acc_S": "S model acc (src)", "source_acc_T": "S model acc (tgt)",
-    "target_acc_S": "T model acc (src)", "target_acc_T": "T model acc (tgt)",
-    "mispredicted_S": "mispred. (src)", "mispredicted_T": "mispred. (tgt)",
+    "class": "class", "n_S": "n", "n_T": "n",
+    "source_acc_S": "S acc", "source_acc_T": "S acc",
+    "target_acc_S": "T acc", "target_acc_T": "T acc",
+    "mispredicted_S": "T wrong", "mispredicted_T": "T wrong",
+}
+DETAIL_GROUPS = {
+    "source domain": ["n_S", "source_acc_S", "target_acc_S", "mispredicted_S"],
+    "target domain": ["n_T", "source_acc_T", "target_acc_T", "mispredicted_T"],
+}
+DETAIL_TOOLTIPS = {
+    "source_acc_S": "source model's accuracy on this class's source instances",
+    "target_acc_S": "target model's accuracy on this class's source instances",
+    "mispredicted_S": "source instances the target model mispredicts",
+    "source_acc_T": "source model's accuracy on this class's target instances",
+    "target_acc_T": "target model's accuracy on this class's target instances",
+    "mispredicted_T": "target instances the target model mispredicts",
 }
 
 _THUMB_LOCK = threading.Lock()
@@ -559,8 +571,10 @@ class InstanceView(pn.viewable.Viewer):
         frame = self.details_frame().to_pandas()
         return pn.widgets.Tabulator(
             frame, show_index=False, disabled=True, selectable=False, titles=DETAIL_TITLES,
-            layout="fit_data_table", sizing_mode="stretch_width", height=min(
-                40 + 30 * max(len(frame), 1), 160),
+            layout="fit_columns", sizing_mode="stretch_width", height=min(
+                75 + 30 * max(len(frame), 1), 200),
+            configuration={"columnDefaults": {"headerWordWrap": True}},
+            groups=DETAIL_GROUPS, header_tooltips=DETAIL_TOOLTIPS,
             formatters={c: {"type": "money", "precision": 2, "symbol": ""}
                         for c in frame.columns if "acc" in c},
             css_classes=["tlx-class-details"])

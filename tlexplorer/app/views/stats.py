@@ -39,8 +39,8 @@ CONFUSION_TITLES = {
     "source_accuracy": "source acc",
     "target_accuracy": "target acc",
     "difference": "difference",
-    "misclassified_source": "source model (S)",
-    "misclassified_target": "target model (T)",
+    "misclassified_source": "source (S)",
+    "misclassified_target": "target (T)",
 }
 
 
@@ -194,7 +194,7 @@ class StatsView(pn.viewable.Viewer):
         field, direction = parse_sort(self.session.confusion_sort)
         frame = self.confusion_frame()
         table = pn.widgets.Tabulator(
-            frame, show_index=False, disabled=True, selectable=1, layout="fit_data_table",
+            frame, show_index=False, disabled=True, selectable=1, layout="fit_columns",
             sizing_mode="stretch_both", min_height=180,
             titles=CONFUSION_TITLES,
             groups={"misclassified into": ["misclassified_source", "misclassified_target"]},
@@ -205,6 +205,9 @@ class StatsView(pn.viewable.Viewer):
             },
             text_align={"source_accuracy": "right", "target_accuracy": "right",
                         "difference": "right"},
+            widths={"class": 70, "source_accuracy": 72, "target_accuracy": 72,
+                    "difference": 80},
+            configuration={"columnDefaults": {"headerWordWrap": True}},
             sorters=[{"field": field, "dir": direction}],
             header_tooltips={
                 "difference": "target acc − source acc on the target validation set",
@@ -224,7 +227,9 @@ class StatsView(pn.viewable.Viewer):
         if self._layout is not None:
             return self._layout
         chart = pn.pane.Bokeh(accuracy_chart(self.history()), sizing_mode="stretch_width",
-                              height=240, css_classes=["tlx-accuracy-chart"])
+                              height=240)
+        chart = pn.Column(chart, sizing_mode="stretch_width", css_classes=["tlx-accuracy-chart"],
+                          margin=0)
         score = pn.pane.HTML(self._score_html(), width=120, margin=(30, 5, 5, 5))
         tip = pn.widgets.TooltipIcon(value=SCORE_DEFINITION, margin=(0, 5))
         self._table = self._build_table()
