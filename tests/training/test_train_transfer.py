@@ -58,11 +58,16 @@ def test_interrupt_leaves_no_files(tmp_path, tiny_data, tiny_model, fast, capsys
 
     def stop(event):
         events.append(event)
+        assert torch.get_num_threads() == 1
         if event["model"] == "target":
             raise KeyboardInterrupt
     out = tmp_path / "run"
+    torch.set_num_threads(2)
     with pytest.raises(KeyboardInterrupt):
-        train_transfer(tiny_data, tiny_model, TrainOptions(**fast), out, progress=True, callback=stop)
+        train_transfer(tiny_data, tiny_model, TrainOptions(**fast, num_threads=1), out, progress=True,
+                       callback=stop)
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
     assert files(out) == []
     assert [(e["model"], e["epoch"]) for e in events] == [("source", 1), ("source", 2), ("target", 1)]
     assert set(events[0]["metrics"]) == {"source_train", "target_train", "source_val", "target_val"}

@@ -124,8 +124,8 @@ def test_class_selection_changes_the_scatter(page, served):
     _shot(page, "class_selection")
 
 
-def _click_data_point(page, figure_id: str, x: float, y: float) -> None:
-    """Click where data point (x, y) of the Bokeh figure is drawn."""
+def _click_data_point(page, figure_id: str, x: float, y: float, click: bool = True) -> None:
+    """Click (or only hover) where data point (x, y) of the Bokeh figure is drawn."""
     pos = page.evaluate(
         """([id, x, y]) => {
             const fig = Bokeh.documents.map(d => d.get_model_by_id(id)).find(m => m);
@@ -133,7 +133,50 @@ def _click_data_point(page, figure_id: str, x: float, y: float) -> None:
             const r = view.canvas_view.el.getBoundingClientRect();
             return [r.left + view.frame.x_scale.compute(x), r.top + view.frame.y_scale.compute(y)];
         }""", [figure_id, x, y])
-    page.mouse.click(pos[0], pos[1])
+    if click:
+        page.mouse.click(pos[0], pos[1])
+    else:
+        page.mouse.move(pos[0] - 3, pos[1] - 3)
+        page.mouse.move(pos[0], pos[1])
+
+
+def _scatter_figure_id(view) -> str:
+    import panel as pn
+
+    pane = view.__panel__().select(pn.pane.HoloViews)[0]
+    return next(iter(pane._models.values()))[0].id
+
+
+def test_scatter_hover_tap_and_raster(page, served):
+    app, _ = _open(page, served)
+    view = app.views["instances"]
+    page.locator(".tlx-instance-scatter").first.scroll_into_view_if_needed()
+    time.sleep(0.5)
+    fig = _scatter_figure_id(view)
+    i = int(len(view._sx) // 2)
+    x, y, row = float(view._sx[i]), float(view._sy[i]), int(view._sub["row"].iloc[i])
+    _click_data_point(page, fig, x, y, click=False)  # hover
+    tooltip = page.locator(".tlx-tooltip").first
+    tooltip.wait_for(state="visible", timeout=10000)
+    assert tooltip.locator("img").first.get_attribute("src").startswith("data:image/png;base64,")
+    assert "target model" in _deep_text(tooltip)
+    _shot(page, "hover")
+    _click_data_point(page, fig, x, y)  # tap: pins the instance in the detail pane
+    assert _wait(lambda: view.tapped_row is not None)
+    info = app.session.bundle.table("instances").row(view.tapped_row, named=True)
+    detail = page.locator(".tlx-instance-detail").first
+    assert _wait(lambda: info["instance_id"] in _deep_text(detail))
+    # many visible points: the scatter becomes a datashader raster (here: lower the threshold)
+    served.run_in_session(app, lambda: view.param.update(raster_threshold=10,
+                                                         revision=view.revision + 1))
+    assert _wait(lambda: view.mode == "raster")
+    lengths = """(id) => Bokeh.documents.map(d => d.get_model_by_id(id)).find(m => m)
+                     .renderers.map(r => [r.glyph.type, r.data_source.get_length()])"""
+    assert _wait(lambda: page.evaluate(lengths, fig) == [["ImageRGBA", 1], ["Scatter", 0],
+                                                         ["Scatter", 0]])
+    page.mouse.move(5, 5)
+    time.sleep(0.5)
+    _shot(page, "raster")
 
 
 def test_neuron_click_opens_its_detail_panel(page, served):

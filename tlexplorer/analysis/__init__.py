@@ -17,6 +17,12 @@ _MODULES = {
     "discriminability": ["DomainDiscriminability", "domain_discriminability"],
     "discrepancy": ["proxy_a_distance"],
     "changes": ["weight_change", "rank_shift"],
+    "attribution": ["layer_conductance", "CompletenessReport", "ConvergenceWarning"],
+    "contributions": ["weight_contributions", "conv_contributions", "conv_patch_sums"],
+    "activations": ["Predictions", "Capture", "capture", "capture_activations", "predict", "embedding"],
+    "parameters": ["pair_weight_matrix"],
+    "embedding": ["tsne_layout", "project_subset", "prepare_embeddings"],
+    "featurevis": ["visualize_neuron", "visualize_neurons", "top_activating", "weight_feature_map"],
 }
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 

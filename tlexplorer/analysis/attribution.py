@@ -473,7 +473,12 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
     layer output approaches ``F(x) - F(baseline)``. A layer is tested for being a cut on the first
     instance: run a random input with the layer's output replaced by that of the instance; the
     target output is unchanged exactly when nothing bypasses the layer (inside a residual block it
-    changes). The hooks are removed on return and on error.
+    changes). All layers are tested in one small batched forward pass, skipped when neither the
+    report nor the warning is asked for. The hooks are removed on return and on error.
+
+    Speed (see ``docs/performance.md``): the backward pass runs down to the first hooked layer only;
+    later layers receive their gradients through tensor hooks as the backward pass produces them and
+    are not cloned; on the CPU the path points are channels-last.
 
     Examples
     --------

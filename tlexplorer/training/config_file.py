@@ -78,6 +78,10 @@ class TrainOptions:
         this many instances per class (None: all); validation sets are always evaluated in full.
     num_workers : int
         DataLoader workers for datasets that are streamed rather than held in memory.
+    num_threads : int or None
+        torch's intra-op CPU threads while training (restored afterwards); None keeps torch's
+        setting (one per core). On a machine shared with other busy processes, 1 is often several
+        times faster than more, because waiting threads spin.
     device : str
         'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.
     """
@@ -97,6 +101,7 @@ class TrainOptions:
     seed: int = 0
     eval_max_per_class: "int | None" = 100
     num_workers: int = 0
+    num_threads: "int | None" = None
     device: str = "auto"
 
     def __post_init__(self):
@@ -121,6 +126,8 @@ class TrainOptions:
         if self.eval_max_per_class is not None:
             _check_int(self, "eval_max_per_class", 1)
         _check_int(self, "num_workers", 0)
+        if self.num_threads is not None:
+            _check_int(self, "num_threads", 1)
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
 

@@ -67,7 +67,8 @@ class RunResult:
 
     @property
     def seconds(self) -> dict:
-        """Wall-clock seconds of the phases (``source``, ``target``, ``total`` ...)."""
+        """Wall-clock seconds: ``prepare`` (data to tensors), ``source``, ``target`` (each incl.
+        ``source_eval`` / ``target_eval``), ``train`` (source + target)."""
         return self.config.get("seconds", {})
 
 
@@ -268,6 +269,63 @@ class _Phase:
         return eval_seconds
 
 
+def _train_both(data, spec, options, phase, device, cuda_devices, seconds, warnings, callback):
+    """Source phase then target phase under a forked, seeded RNG; returns (source, target, source classes)."""
+    n_classes = len(data.classes)
+    ckpt = spec["source_checkpoint"]
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(options.seed)
+        if ckpt is not None:
+            source = load_model_file({**spec, "num_classes": spec["num_classes"] or n_classes}, ckpt)
+            src_classes = output_layer(source)[1].out_features
+            if spec["num_classes"] not in (None, src_classes):
+                raise ModelError(f"{ckpt}: checkpoint has {src_classes} outputs but model num_classes is "
+                                 f"{spec['num_classes']}")
+            source = source.to(device).eval()
+            if spec["pretrained"]:
+                warnings.append("model.pretrained ignored: the source model comes from source_checkpoint")
+            t0 = time.perf_counter()
+            if src_classes == n_classes:
+                metrics = phase.evaluate(source, "source", 1)
+                if callback is not None:
+                    callback({"model": "source", "epoch": 1, "epochs": 1, "metrics": metrics,
+                              "seconds": time.perf_counter() - t0})
+            else:
+                warnings.append(f"the source checkpoint has {src_classes} outputs and the data {n_classes} "
+                                "classes: no source-model accuracies recorded")
+            seconds["source"] = time.perf_counter() - t0
+            seconds["source_eval"] = seconds["source"]
+        else:
+            src_classes = n_classes
+            source = build_model(spec["name"], n_classes, pretrained=spec["pretrained"], **spec["kwargs"])
+            if options.init == "kaiming" and not spec["pretrained"]:
+                kaiming_init_(source)
+            source = source.to(device)
+            t0 = time.perf_counter()
+            gen = torch.Generator().manual_seed(options.seed)
+            seconds["source_eval"] = phase.train(source, "source", options.epochs_source,
+                                                 [{"params": list(source.parameters()), "lr": options.lr_source}],
+                                                 [], gen)
+            seconds["source"] = time.perf_counter() - t0
+
+        torch.manual_seed(options.seed + 1)
+        target = copy.deepcopy(source)
+        if src_classes != n_classes:
+            replace_head(target, n_classes)
+            target = target.to(device)
+        for p in target.parameters():
+            p.requires_grad_(True)
+        frozen = _frozen_modules(target, options.freeze)
+        groups = _head_groups(target, options.lr_target, options.lr_head)
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(options.seed + 1)
+        seconds["target_eval"] = phase.train(target, "target", options.epochs_target, groups, frozen, gen)
+        seconds["target"] = time.perf_counter() - t0
+        for p in target.parameters():
+            p.requires_grad_(True)
+    return source, target, src_classes
+
+
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise RunError(f"{out_dir}: exists and is not a directory")
@@ -351,6 +409,8 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
     if ckpt is None and spec["num_classes"] not in (None, n_classes):
         raise ConfigError(f"model num_classes={spec['num_classes']} but the data has {n_classes} classes; "
                           "a source model trained here uses the data's classes (leave num_classes out)")
+    if ckpt is not None and not Path(ckpt).is_file():
+        raise ModelError(f"{ckpt}: source checkpoint not found")
     warnings: list[str] = []
     t_start = time.perf_counter()
 
@@ -374,58 +434,14 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
                    progress=progress, callback=callback, rows=rows)
     seconds = {"prepare": t_data - t_start}
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(options.seed)
-        if ckpt is not None:
-            if not Path(ckpt).is_file():
-                raise ModelError(f"{ckpt}: source checkpoint not found")
-            source = load_model_file({**spec, "num_classes": spec["num_classes"] or n_classes}, ckpt)
-            src_classes = output_layer(source)[1].out_features
-            if spec["num_classes"] not in (None, src_classes):
-                raise ModelError(f"{ckpt}: checkpoint has {src_classes} outputs but model num_classes is "
-                                 f"{spec['num_classes']}")
-            source = source.to(device).eval()
-            if spec["pretrained"]:
-                warnings.append("model.pretrained ignored: the source model comes from source_checkpoint")
-            t0 = time.perf_counter()
-            if src_classes == n_classes:
-                metrics = phase.evaluate(source, "source", 1)
-                if callback is not None:
-                    callback({"model": "source", "epoch": 1, "epochs": 1, "metrics": metrics,
-                              "seconds": time.perf_counter() - t0})
-            else:
-                warnings.append(f"the source checkpoint has {src_classes} outputs and the data {n_classes} "
-                                "classes: no source-model accuracies recorded")
-            seconds["source"] = time.perf_counter() - t0
-            seconds["source_eval"] = seconds["source"]
-        else:
-            src_classes = n_classes
-            source = build_model(spec["name"], n_classes, pretrained=spec["pretrained"], **spec["kwargs"])
-            if options.init == "kaiming" and not spec["pretrained"]:
-                kaiming_init_(source)
-            source = source.to(device)
-            t0 = time.perf_counter()
-            gen = torch.Generator().manual_seed(options.seed)
-            seconds["source_eval"] = phase.train(source, "source", options.epochs_source,
-                                                 [{"params": list(source.parameters()), "lr": options.lr_source}],
-                                                 [], gen)
-            seconds["source"] = time.perf_counter() - t0
-
-        torch.manual_seed(options.seed + 1)
-        target = copy.deepcopy(source)
-        if src_classes != n_classes:
-            replace_head(target, n_classes)
-            target = target.to(device)
-        for p in target.parameters():
-            p.requires_grad_(True)
-        frozen = _frozen_modules(target, options.freeze)
-        groups = _head_groups(target, options.lr_target, options.lr_head)
-        t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(options.seed + 1)
-        seconds["target_eval"] = phase.train(target, "target", options.epochs_target, groups, frozen, gen)
-        seconds["target"] = time.perf_counter() - t0
-        for p in target.parameters():
-            p.requires_grad_(True)
+    threads_before = torch.get_num_threads()
+    if options.num_threads:
+        torch.set_num_threads(options.num_threads)
+    try:
+        source, target, src_classes = _train_both(data, spec, options, phase, device, cuda_devices,
+                                                  seconds, warnings, callback)
+    finally:
+        torch.set_num_threads(threads_before)
 
     history = validate_history(pl.DataFrame(rows, schema=HISTORY_SCHEMA, orient="row"), where="training history")
     seconds["train"] = seconds["source"] + seconds["target"]

@@ -172,14 +172,15 @@ def _hex_rgb(color: str) -> tuple[int, int, int]:
 
 
 def _spread(alpha_rgba: np.ndarray, px: int) -> np.ndarray:
-    """Grow every non-transparent pixel into a (2px+1)² square, keeping the strongest one."""
+    """Grow every non-transparent pixel into a disc of radius ``px``, keeping the most opaque
+    pixel where discs overlap (datashader's ``spread`` with ``shape="circle"``)."""
     if px <= 0:
         return alpha_rgba
     out = alpha_rgba.copy()
     h, w = alpha_rgba.shape[:2]
     for dy in range(-px, px + 1):
         for dx in range(-px, px + 1):
-            if dx == 0 and dy == 0:
+            if (dx == 0 and dy == 0) or dx * dx + dy * dy > px * px + px // 2:
                 continue
             src = alpha_rgba[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
             dst = out[max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)]
@@ -437,16 +438,17 @@ class InstanceView(pn.viewable.Viewer):
         marker = hv.dim("role").categorize(DOMAIN_MARKERS, default="circle")
         # dict specs work with the backend merely imported (hv.opts.* builders need hv.extension)
         return self._dmap.opts({
-            "RGB.Density": {"alpha": 1.0},
+            # framewise: every frame's ranges come from its elements (set to the view's range)
+            "RGB.Density": {"alpha": 1.0, "framewise": True},
             "Points.Instances": {
                 "color": hv.dim("class_name").categorize(self._colors, default="#999999"),
                 "marker": marker, "size": 9, "line_width": 1.8, "fill_alpha": 0.8,
                 # an overlay's own "tools" option is not used by HoloViews: tools go on a layer
                 "tools": [self._hover, "box_select", "lasso_select", "tap"],
-                "nonselection_alpha": 0.25},
+                "nonselection_alpha": 0.25, "framewise": True},
             "Points.Mispredicted": {
                 "color": MISPREDICTED_COLOR, "marker": marker, "size": 13, "line_width": 3.5,
-                "nonselection_alpha": 0.25},
+                "nonselection_alpha": 0.25, "framewise": True},
             "Overlay": {
                 "responsive": True, "min_height": 300, "framewise": True, "xaxis": None,
                 "yaxis": None,
