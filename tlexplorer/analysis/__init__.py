@@ -19,7 +19,7 @@ _MODULES = {
     "changes": ["weight_change", "rank_shift"],
     "attribution": ["layer_conductance", "CompletenessReport", "ConvergenceWarning"],
     "contributions": ["weight_contributions", "conv_contributions", "conv_patch_sums"],
-    "activations": ["Predictions", "Capture", "capture", "capture_activations", "predict", "embedding"],
+    "activations": ["Predictions", "Capture", "capture", "capture_activations", "predict"],
     "parameters": ["pair_weight_matrix"],
     "embedding": ["tsne_layout", "project_subset", "prepare_embeddings"],
     "featurevis": ["visualize_neuron", "visualize_neurons", "top_activating", "weight_feature_map"],
