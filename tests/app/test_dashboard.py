@@ -170,3 +170,55 @@ def test_url_adapter_checks_values(app):
     state.cls = "zzz"
     assert app.session.focus_class == "0" and state.cls == "0"
     assert any("zzz" in m for m in app.messages)
+
+
+def test_served_with_basic_auth_asks_for_a_login(synth_path):
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    from tlexplorer.app.serve import serve
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret_before = pn.config.cookie_secret
+    server = serve([str(synth_path)], port=port, address="127.0.0.1", threaded=True,
+                   basic_auth="s3cret", verbose=False, warm=False)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(url + "login", timeout=2):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        opener = urllib.request.build_opener(NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as info:
+            opener.open(url, timeout=5)
+        info.value.close()
+        assert info.value.code == 302 and "login" in info.value.headers["Location"]
+        with urllib.request.urlopen(url + "login", timeout=5) as response:
+            page = response.read().decode()
+        assert "password" in page.lower()
+    finally:
+        server.stop()
+        pn.config.cookie_secret = secret_before
+
+
+def test_url_adapter_switches_only_to_configured_bundles(synth_path, tmp_path):
+    from synthetic_bundle import make_synthetic_bundle
+
+    other = make_synthetic_bundle(tmp_path / "other", classes=("a", "b"), per_class=4, seed=3)
+    app = create_app({"main": str(synth_path), "2": str(other)}, query={}).tlx_app
+    state = dashboard._UrlState(app, cls=app.session.focus_class, bundle=app.bundle_name)
+    state.bundle = "/etc"
+    assert app.bundle_name == "main"
+    state.bundle = 2  # ?bundle=2 arrives as an int
+    assert app.bundle_name == "2" and app.session.classes == ["a", "b"]

@@ -103,7 +103,7 @@ def test_tap_shows_the_nearest_instance(view, synth_session):
     row = int(view._sub["row"].iloc[3])
     view._on_tap(x=float(view._sx[3]), y=float(view._sy[3]))
     assert view.tapped_row == row
-    html = view._tap_detail().object
+    html = view.tap_detail_html()
     info = synth_session.bundle.table("instances").row(row, named=True)
     assert info["instance_id"] in html and "data:image/png;base64," in html
     view._on_tap(x=1e9, y=1e9)  # far from every point: nothing changes
@@ -150,7 +150,8 @@ def test_reprojection_runs_in_background_and_updates_the_layout(view, synth_sess
     assert calls["args"][0][0] == calls["args"][1][0] == synth_session.bundle.table(
         "instances").height
     np.testing.assert_array_equal(calls["args"][2], sorted(rows))
-    assert view.reprojected and not synth_session.busy and view.progress == 1.0
+    assert view.reprojected and not view.reprojecting and view.progress == 1.0
+    assert calls["args"][3] == {"n_jobs": 1} and not synth_session.busy
     np.testing.assert_array_equal(view.shown_rows, sorted(rows))
     np.testing.assert_array_equal(view._sx, np.arange(12))
     view.reset_projection()
@@ -204,3 +205,30 @@ def test_panel_builds(view):
     assert layout is view.__panel__()
     assert layout.get_root() is not None
     assert view.mode == "glyphs"
+
+
+def test_reprojection_with_the_real_embedding_function(view, synth_session):
+    pytest.importorskip("openTSNE")
+    rows = view.shown_rows[:40].tolist()
+    synth_session.selected_instances = rows
+    job = view.reproject_selection()
+    xy = job.wait(60)
+    assert xy.shape == (40, 2) and np.isfinite(xy).all()
+    assert view.reprojected and sorted(view.shown_rows.tolist()) == sorted(rows)
+    assert synth_session.status.endswith("done")
+
+
+def test_panes_are_built_once_and_updated(view, synth_session):
+    import panel as pn
+
+    layout = view.__panel__()
+    details = layout.select(pn.widgets.Tabulator)[0]
+    legend = view._panes["legend"]
+    synth_session.selected_classes = ["1"]
+    assert layout.select(pn.widgets.Tabulator)[0] is details
+    assert list(details.value["class"]) == ["1"]
+    assert "1</span>" in legend.object
+    view._on_tap(x=float(view._sx[0]), y=float(view._sy[0]))
+    assert "data:image/png" in view._panes["tap"].object
+    synth_session.selected_instances = [1, 2, 3]
+    assert "3 selected" in view._panes["selection"].object

@@ -150,3 +150,22 @@ def test_job_failure_is_reported(synth_session):
     with pytest.raises(RuntimeError):
         job.wait(5)
     assert not s.busy and "boom" in s.status and isinstance(errors[0], RuntimeError)
+
+
+def test_job_can_be_cancelled(synth_session):
+    started, answers = threading.Event(), []
+
+    def long(*, callback=None):
+        started.set()
+        for i in range(1000):
+            answer = callback(i, 1000)
+            if answer is False:
+                answers.append(i)
+                return "stopped"
+            threading.Event().wait(0.005)
+        return "finished"
+
+    job = jobs.submit(synth_session, long, label="Long")
+    started.wait(5)
+    job.cancel()
+    assert job.wait(5) == "stopped" and answers and not synth_session.busy

@@ -85,8 +85,8 @@ def served(tmp_path_factory):
     end = time.monotonic() + 30
     while True:
         try:
-            urllib.request.urlopen(url + "liveness", timeout=2)
-            break
+            with urllib.request.urlopen(url + "liveness", timeout=2):
+                break
         except Exception:
             if time.monotonic() > end:
                 break

@@ -9,7 +9,6 @@ the centre, feature view on the right.
 from __future__ import annotations
 
 import html
-import importlib
 import logging
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -18,8 +17,8 @@ import panel as pn
 import param
 
 from tlexplorer.app.loading import load_bundle
-from tlexplorer.app.state import Session, layer_names
-from tlexplorer.errors import BundleError, TLXError
+from tlexplorer.app.state import Session
+from tlexplorer.errors import TLXError
 
 log = logging.getLogger(__name__)
 
@@ -27,54 +26,16 @@ TITLE = "tlexplorer: transfer learning explorer"
 EXTENSIONS = ("tabulator",)
 
 
-# ---------------------------------------------------------------------- other engineers' views
-class UnavailableViewPlaceholder(pn.viewable.Viewer):
-    """DEVELOPMENT ONLY: stands in for a view whose module does not exist yet.
-
-    ``create_app`` uses it only while ``tlexplorer.app.views.network`` / ``.features`` are missing;
-    it must be unused before release (a test checks that the real views are found).
-    """
-
-    session = param.ClassSelector(class_=Session)
-    view_name = param.String()
-
-    def __panel__(self):
-        return pn.pane.Alert(
-            f"The {self.view_name} is not available in this build.", alert_type="secondary",
-            css_classes=[f"tlx-unavailable-{self.view_name.split()[0].lower()}"])
-
-
-def _view_class(module: str, name: str, label: str):
-    """The class ``module.name``, or a placeholder while that module does not exist at all.
-
-    Only a missing module is tolerated; an error inside an existing module propagates (and is
-    shown as an alert by ``create_app``), so real bugs are never hidden.
-    """
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        log.warning("%s not found: showing a placeholder for the %s", module, label)
-
-        def placeholder(session: Session, **_kw):
-            return UnavailableViewPlaceholder(session=session, view_name=label)
-        return placeholder
-    return getattr(mod, name)
-
-
+# ---------------------------------------------------------------------- the views
 def view_classes() -> dict[str, Any]:
-    """The four view classes (constructed as ``View(session=session)``)."""
+    """The four view classes, each constructed as ``View(session=session)``."""
+    from tlexplorer.app.views.features import FeatureView
     from tlexplorer.app.views.instances import InstanceView
+    from tlexplorer.app.views.network import NetworkView
     from tlexplorer.app.views.stats import StatsView
 
-    return {
-        "stats": StatsView,
-        "instances": InstanceView,
-        "network": _view_class("tlexplorer.app.views.network", "NetworkView",
-                               "network relation view"),
-        "features": _view_class("tlexplorer.app.views.features", "FeatureView", "feature view"),
-    }
+    return {"stats": StatsView, "instances": InstanceView, "network": NetworkView,
+            "features": FeatureView}
 
 
 def _ensure_extension() -> None:
@@ -168,7 +129,8 @@ class _UrlState(param.Parameterized):
     """Adapter between the URL (``?class=…``) and a session: values from the URL are untyped
     (``?class=3`` arrives as the int 3), so they are checked here before they reach the session."""
 
-    cls = param.Parameter(default=None)
+    cls = param.Parameter(default=None, doc="?class=: the focus class")
+    bundle = param.Parameter(default=None, doc="?bundle=: the bundle's name (several bundles)")
 
     def __init__(self, app: "App", **params):
         super().__init__(**params)
@@ -190,6 +152,14 @@ class _UrlState(param.Parameterized):
                                f"{session.focus_class!r}.")
             self.cls = session.focus_class
 
+    @param.depends("bundle", watch=True)
+    def _to_app(self) -> None:
+        if self.bundle is None:
+            return
+        value = str(self.bundle)
+        if value in self._app.sources and value != self._app.bundle_name:
+            self._app.bundle_name = value  # only configured names: never a path from the URL
+
 
 # ---------------------------------------------------------------------- the app
 class App(param.Parameterized):
@@ -208,6 +178,9 @@ class App(param.Parameterized):
         self.alerts = pn.Column(sizing_mode="stretch_width", margin=0,
                                 css_classes=["tlx-alerts"])
         self.content = pn.Column(sizing_mode="stretch_both", margin=0)
+        self.status = pn.pane.Str("", margin=(14, 10), css_classes=["tlx-status"],
+                                  styles={"color": "white", "font-size": "12px",
+                                          "font-family": "inherit"})
         self.views: dict[str, Any] = {}
         self._url: "_UrlState | None" = None
         self._url_pending = True
@@ -277,6 +250,8 @@ class App(param.Parameterized):
         self.views = views
         self.session = session
         self.content[:] = [layout]
+        self.status.object = session.status
+        session.param.watch(lambda e: setattr(self.status, "object", e.new), "status")
         self._sync_url()
 
     def _fail(self, text: str) -> None:
@@ -290,20 +265,23 @@ class App(param.Parameterized):
         if location is None or self.session is None:
             return
         if self._url is None:
-            self._url = _UrlState(self, cls=self.session.focus_class)
-            location.sync(self._url, {"cls": "class"},
+            self._url = _UrlState(self, cls=self.session.focus_class, bundle=self.bundle_name)
+            synced = {"cls": "class"}
+            if len(self.sources) > 1:
+                synced["bundle"] = "bundle"
+            location.sync(self._url, synced,
                           on_error=lambda values: self.warn(
                               f"Ignored URL values {values!r}."))
         else:
-            self._url.cls = self.session.focus_class
+            self._url.param.update(cls=self.session.focus_class, bundle=self.bundle_name)
         self.session.param.watch(
             lambda e: setattr(self._url, "cls", e.new), "focus_class")
 
     # page ----------------------------------------------------------------------
     def header(self) -> list[Any]:
-        items = []
+        items: list[Any] = [self.status]
         if len(self.sources) > 1:
-            items.append(pn.widgets.Select.from_param(
+            items.insert(0, pn.widgets.Select.from_param(
                 self.param.bundle_name, name="", width=260, margin=(8, 10),
                 css_classes=["tlx-bundle-select"]))
         return items
@@ -409,5 +387,5 @@ class Explorer(pn.viewable.Viewer):
         return self._layout
 
 
-__all__ = ["App", "Explorer", "UnavailableViewPlaceholder", "apply_query", "build_views",
+__all__ = ["App", "Explorer", "apply_query", "build_views",
            "create_app", "dashboard_layout", "view_classes"]

@@ -67,6 +67,11 @@ class Job:
     def done(self) -> bool:
         return self.future.done()
 
+    def cancel(self) -> None:
+        """Ask the job to stop: the next progress report returns False (functions that honour
+        it, like ``project_subset``, then stop early)."""
+        self.cancelled.set()
+
     def wait(self, timeout: "float | None" = None) -> Any:
         """Block until the job ends (tests); returns ``fn``'s result or raises its error."""
         return self.future.result(timeout)
@@ -80,7 +85,8 @@ def submit(session: Any, fn: Callable[..., Any], *args: Any, label: str = "Worki
     """Run ``fn(*args, callback=report, **kwargs)`` in the pool and report to ``session``.
 
     ``report(iteration, total)`` updates ``session.status`` and ``on_progress(fraction)`` (throttled
-    to one update per ``min_interval`` seconds); ``session.busy`` is True until the job ends.
+    to one update per ``min_interval`` seconds) and returns False once :meth:`Job.cancel` was
+    called; ``session.busy`` is True until the job ends.
     ``on_done(result)`` / ``on_error(exc)`` run on the session's event loop.
 
     Returns
@@ -94,12 +100,14 @@ def submit(session: Any, fn: Callable[..., Any], *args: Any, label: str = "Worki
     def in_session(cb: Callable[[], Any]) -> None:
         call_in_session(doc, cb)
 
-    def report(iteration: float, total: float) -> None:
+    def report(iteration: float, total: float) -> "bool | None":
+        if job.cancelled.is_set():
+            return False
         fraction = min(max(float(iteration) / float(total), 0.0), 1.0) if total else 0.0
         job.progress = fraction
         now = time.monotonic()
         if now - last[0] < min_interval and fraction < 1.0:
-            return
+            return None
         last[0] = now
 
         def apply() -> None:
@@ -107,6 +115,7 @@ def submit(session: Any, fn: Callable[..., Any], *args: Any, label: str = "Worki
             if on_progress is not None:
                 on_progress(fraction)
         in_session(apply)
+        return None
 
     def run() -> Any:
         try:

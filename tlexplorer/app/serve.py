@@ -85,7 +85,8 @@ def serve(bundles: Any, *, port: int = 5006, address: "str | None" = None,
     port : int
         TCP port (0 picks a free one).
     address : str, optional
-        Interface to listen on (default: all, as Bokeh does); use ``"127.0.0.1"`` for local only.
+        Interface to listen on (default ``"localhost"``: this machine only); ``"0.0.0.0"`` to host
+        (then also set ``allow_websocket_origin`` and ``basic_auth``).
     num_threads : int, optional
         Threads for session callbacks (``pn.config.nthreads``), so that one session's slow
         callback does not stall the others. Background jobs (re-projection) use their own pool.
@@ -124,7 +125,8 @@ def serve(bundles: Any, *, port: int = 5006, address: "str | None" = None,
     if dev:
         pn.config.autoreload = True
     _warm_up_in_background()
-    host = address or "localhost"
+    address = address or "localhost"
+    host = address
     if verbose and port:
         print(f"tlexplorer: serving {len(sources)} bundle(s) at http://{host}:{port}/",
               flush=True)

@@ -285,6 +285,7 @@ class InstanceView(pn.viewable.Viewer):
     progress = param.Number(0.0, bounds=(0, 1), doc="Re-projection progress")
     tapped_row = param.Integer(None, allow_None=True, doc="Instance row last tapped, or None")
     reprojected = param.Boolean(False, doc="True while the scatter shows a re-projected subset")
+    reprojecting = param.Boolean(False, doc="True while a re-projection job runs")
     mode = param.Selector(objects=["", "raster", "glyphs"], default="",
                           doc="What the last render drew (read-only for tests and benchmarks)")
     visible_count = param.Integer(0, doc="Points inside the range of the last render")
@@ -302,6 +303,7 @@ class InstanceView(pn.viewable.Viewer):
         self._size = DEFAULT_SIZE
         self._job: "jobs.Job | None" = None
         self._layout = None
+        self._panes: dict[str, Any] = {}
         self._hover = HoverTool(tooltips=TOOLTIP, name="tlx-instance-hover")
         self._compute_subset()
         self._range = hv.streams.RangeXY()
@@ -503,8 +505,8 @@ class InstanceView(pn.viewable.Viewer):
         if len(rows) < 5:
             self.session.status = "Select at least 5 instances (box or lasso) to re-project."
             return None
-        if self.session.busy:
-            self.session.status = "Another job is still running."
+        if self.reprojecting:
+            self.session.status = "A re-projection is still running."
             return None
         try:
             from tlexplorer.analysis.embedding import project_subset
@@ -515,14 +517,21 @@ class InstanceView(pn.viewable.Viewer):
         layout = np.asarray(self.bundle.array("tsne"))
 
         def done(xy) -> None:
+            self.reprojecting = False
             self.show_reprojection(rows, np.asarray(xy))
+
+        def failed(_exc: BaseException) -> None:
+            self.reprojecting = False
 
         def progress(fraction: float) -> None:
             self.progress = float(fraction)
 
+        self.reprojecting = True
+        # one thread: a shared server keeps its other cores for the other sessions
         self._job = jobs.submit(self.session, project_subset, embeddings, layout, rows,
                                 label=f"Re-projecting {len(rows)} instances",
-                                on_progress=progress, on_done=done, random_state=0)
+                                on_progress=progress, on_done=done, on_error=failed,
+                                random_state=0, n_jobs=1)
         return self._job
 
     def show_reprojection(self, rows: np.ndarray, xy: np.ndarray) -> None:
@@ -544,9 +553,9 @@ class InstanceView(pn.viewable.Viewer):
         self.reprojected = False
         self.revision += 1
 
-    # ------------------------------------------------------------------ panes
-    @param.depends("session.selected_classes")
-    def _legend(self):
+    # ------------------------------------------------------------------ panes (HTML / values)
+    def legend_html(self) -> str:
+        """Class swatches of the selected classes and the marker key."""
         items = []
         for c in self.session.selected_classes:
             color = self._colors.get(c, "#999")
@@ -560,61 +569,63 @@ class InstanceView(pn.viewable.Viewer):
                  f'<span style="display:inline-block;width:10px;height:10px;border-radius:50%;'
                  f'border:3px solid {MISPREDICTED_COLOR};vertical-align:middle;"></span>'
                  f' mispredicted (target model)</span>')
-        return pn.pane.HTML(f'<div class="tlx-instance-legend" style="font-size:12px;">'
-                            f'{"".join(items)}{marks}</div>', margin=(0, 5))
+        return (f'<div class="tlx-instance-legend" style="font-size:12px;">'
+                f'{"".join(items)}{marks}</div>')
 
     def details_frame(self) -> pl.DataFrame:
         """Per selected class: counts per domain, both models' accuracies, mispredictions."""
         table = class_details(self.bundle)
         return table.filter(pl.col("class").is_in(list(self.session.selected_classes)))
 
-    @param.depends("session.selected_classes")
-    def _details(self):
-        frame = self.details_frame().to_pandas()
-        return pn.widgets.Tabulator(
-            frame, show_index=False, disabled=True, selectable=False, titles=DETAIL_TITLES,
-            layout="fit_columns", sizing_mode="stretch_width", height=min(
-                75 + 30 * max(len(frame), 1), 200),
-            configuration={"columnDefaults": {"headerWordWrap": True}},
-            groups=DETAIL_GROUPS, header_tooltips=DETAIL_TOOLTIPS,
-            formatters={c: {"type": "money", "precision": 2, "symbol": ""}
-                        for c in frame.columns if "acc" in c},
-            css_classes=["tlx-class-details"])
-
-    @param.depends("tapped_row")
-    def _tap_detail(self):
+    def tap_detail_html(self) -> str:
+        """The detail pane: thumbnail, domain, label and predictions of the tapped instance."""
         row = self.tapped_row
         if row is None:
-            return pn.pane.HTML('<div class="tlx-instance-detail" style="color:#777;'
-                                'font-size:12px;">Hover a point for details; click one to pin '
-                                'it here.</div>', margin=(0, 5))
+            return ('<div class="tlx-instance-detail" style="color:#777;font-size:12px;">'
+                    'Hover a point for details; click one to pin it here.</div>')
         info = self.bundle.table("instances").row(int(row), named=True)
         names = self._classes
-        pred = int(info["target_pred"])
-        spred = int(info["source_pred"])
+
+        def name(i: int) -> str:
+            return html.escape(names[i] if 0 <= i < len(names) else str(i))
+        pred, spred = int(info["target_pred"]), int(info["source_pred"])
         ok = pred == int(info["label"])
         role = str(info["role"])
         img = thumbnail_img(thumbnail_uri(self.bundle, row), 96)
-        body = (f'<div class="tlx-instance-detail" style="display:flex;gap:10px;font-size:12px;">'
+        return (f'<div class="tlx-instance-detail" style="display:flex;gap:10px;font-size:12px;">'
                 f'<div>{img}</div><div>'
                 f'<div><b>{html.escape(str(info["instance_id"]))}</b></div>'
                 f'<div>domain: <span style="color:{DOMAIN_COLORS.get(role, "#333")}">'
                 f'{html.escape(str(info["domain"]))} ({role})</span></div>'
                 f'<div>label: {html.escape(str(info["class_name"]))}</div>'
-                f'<div>target model: {html.escape(names[pred] if 0 <= pred < len(names) else str(pred))}'
-                f' {"✓" if ok else "✗"}</div>'
-                f'<div>source model: {html.escape(names[spred] if 0 <= spred < len(names) else str(spred))}</div>'
+                f'<div>target model: {name(pred)} {"✓" if ok else "✗"}</div>'
+                f'<div>source model: {name(spred)}</div>'
                 f'</div></div>')
-        return pn.pane.HTML(body, margin=(0, 5))
 
-    @param.depends("session.selected_instances", "reprojected", "session.busy")
-    def _selection_info(self):
+    def selection_html(self) -> str:
         n = len(self.session.selected_instances)
         text = f"{n} selected" if n else "Box/lasso-select points to re-project them"
         if self.reprojected:
             text += " · showing the re-projected subset"
-        return pn.pane.HTML(f'<span class="tlx-selection-info" style="font-size:12px;">'
-                            f'{text}</span>', margin=(8, 5))
+        return f'<span class="tlx-selection-info" style="font-size:12px;">{text}</span>'
+
+    @param.depends("session.selected_classes", watch=True)
+    def _update_class_panes(self) -> None:
+        if self._panes:
+            self._panes["legend"].object = self.legend_html()
+            frame = self.details_frame().to_pandas()
+            self._panes["details"].param.update(
+                value=frame, height=min(75 + 30 * max(len(frame), 1), 200))
+
+    @param.depends("tapped_row", watch=True)
+    def _update_tap_detail(self) -> None:
+        if self._panes:
+            self._panes["tap"].object = self.tap_detail_html()
+
+    @param.depends("session.selected_instances", "reprojected", watch=True)
+    def _update_selection_info(self) -> None:
+        if self._panes:
+            self._panes["selection"].object = self.selection_html()
 
     def __panel__(self):
         if self._layout is not None:
@@ -632,10 +643,7 @@ class InstanceView(pn.viewable.Viewer):
         reset.on_click(lambda _e: self.reset_projection())
         progress = pn.indicators.Progress(
             value=(self.param.progress.rx() * 100).rx.pipe(int), max=100, width=150, height=16,
-            visible=self.session.param.busy, margin=(12, 5))
-        status = pn.pane.Str(self.session.param.status, margin=(0, 8), height=18,
-                             styles={"font-size": "11px", "color": "#555"},
-                             css_classes=["tlx-status"])
+            visible=self.param.reprojecting, margin=(12, 5))
         plot = pn.pane.HoloViews(self.plot(), sizing_mode="stretch_both", min_height=300,
                                  css_classes=["tlx-instance-scatter"])
         downloads = pn.Row(
@@ -644,15 +652,30 @@ class InstanceView(pn.viewable.Viewer):
             csv_download(self.selected_frame, "selected_instances.csv", label="Selection CSV",
                          width=120),
             margin=0)
+        frame = self.details_frame().to_pandas()
+        details = pn.widgets.Tabulator(
+            frame, show_index=False, disabled=True, selectable=False, titles=DETAIL_TITLES,
+            layout="fit_columns", sizing_mode="stretch_width",
+            height=min(75 + 30 * max(len(frame), 1), 200),
+            configuration={"columnDefaults": {"headerWordWrap": True}},
+            groups=DETAIL_GROUPS, header_tooltips=DETAIL_TOOLTIPS,
+            formatters={c: {"type": "money", "precision": 2, "symbol": ""}
+                        for c in frame.columns if "acc" in c},
+            css_classes=["tlx-class-details"])
+        self._panes = {
+            "details": details,
+            "legend": pn.pane.HTML(self.legend_html(), margin=(0, 5)),
+            "tap": pn.pane.HTML(self.tap_detail_html(), margin=(0, 5)),
+            "selection": pn.pane.HTML(self.selection_html(), margin=(8, 5)),
+        }
         self._layout = pn.Column(
             pn.Row(selector, domain, sizing_mode="stretch_width"),
-            self._details,
-            self._legend,
+            details,
+            self._panes["legend"],
             plot,
-            pn.Row(reproject, reset, progress, self._selection_info,
+            pn.Row(reproject, reset, progress, self._panes["selection"],
                    sizing_mode="stretch_width"),
-            status,
-            pn.Row(self._tap_detail, pn.layout.HSpacer(), downloads,
+            pn.Row(self._panes["tap"], pn.layout.HSpacer(), downloads,
                    sizing_mode="stretch_width"),
             sizing_mode="stretch_both", css_classes=["tlx-instance-view"])
         return self._layout
