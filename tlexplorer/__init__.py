@@ -19,6 +19,7 @@ _EXPORTS = {
     "TrainOptions": "tlexplorer.training",
     "HistoryRecorder": "tlexplorer.training",
     "load_run": "tlexplorer.training",
+    "import_run": "tlexplorer.training.imports",
     "load_scenario": "tlexplorer.scenarios",
     "load_transfer_data": "tlexplorer.datasets",
     "build_model": "tlexplorer.models",

@@ -74,7 +74,10 @@ def build_model(name: str, num_classes: int, *, pretrained: bool = False, **kwar
 
     Parameters
     ----------
-    name : {'digits-alexnet', 'alexnet', 'vgg11', 'resnet18'}
+    name : {'digits-alexnet', 'alexnet', 'vgg11', 'resnet18'} or 'package.module:function'
+        A ``module:function`` name imports ``function`` and calls ``function(num_classes=...,
+        **kwargs)``: any CNN of the user's, recorded by name so a run or bundle can rebuild it.
+        (Importing runs that module's code: bundles are trusted input, see the README on hosting.)
     num_classes : int
     pretrained : bool
         torchvision models only: start from ImageNet weights (downloaded by torchvision when not
@@ -82,8 +85,11 @@ def build_model(name: str, num_classes: int, *, pretrained: bool = False, **kwar
     **kwargs
         Passed to :class:`DigitsAlexNet` (``channels``, ``hidden``, ``dropout``).
     """
+    if ":" in name:
+        return _from_factory(name, num_classes, **kwargs)
     if name not in INPUT_SIZE:
-        raise ModelError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
+        raise ModelError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}, "
+                         "or 'package.module:function' for your own")
     if num_classes < 2:
         raise ModelError(f"num_classes must be at least 2, got {num_classes}")
     if name == "digits-alexnet":
@@ -100,6 +106,20 @@ def build_model(name: str, num_classes: int, *, pretrained: bool = False, **kwar
     model = builder(weights=weights)
     if num_classes != 1000:
         replace_head(model, num_classes)
+    return model
+
+
+def _from_factory(name: str, num_classes: int, **kwargs) -> nn.Module:
+    import importlib
+
+    module_name, _, attr = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"model factory {name!r} cannot be imported ({exc})") from exc
+    model = factory(num_classes=num_classes, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model factory {name!r} returned {type(model).__name__}, not an nn.Module")
     return model
 
 
