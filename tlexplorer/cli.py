@@ -88,7 +88,10 @@ def cmd_train(args) -> int:
         data = load_transfer_data(data_spec)
     result = train_transfer(data, model_spec, options, args.out, progress=not args.quiet,
                             overwrite=args.overwrite)
-    print(result.summary())
+    from .demo import run_summary
+
+    print(f"run written to {args.out}")
+    print(run_summary(result.history))
     return 0
 
 

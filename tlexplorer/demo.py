@@ -8,6 +8,26 @@ from pathlib import Path
 DEMO_ANALYSIS = {"per_class": 150, "n_steps": 32}
 
 
+def run_summary(history) -> str:
+    """Best accuracies per model and validation set, and the transferability score, as text."""
+    from .analysis.statistics import best_accuracy, transferability_score
+
+    lines = []
+    for model in ("source", "target"):
+        parts = []
+        for dataset in ("source_val", "target_val"):
+            try:
+                parts.append(f"{dataset} {best_accuracy(history, model, dataset):.3f}")
+            except ValueError:
+                continue
+        lines.append(f"  {model} model, best accuracy: " + ", ".join(parts))
+    try:
+        lines.append(f"  transferability score: {transferability_score(history):+.3f}")
+    except ValueError:
+        pass
+    return "\n".join(lines)
+
+
 def _run_is_complete(run_dir: Path, per_class: int) -> bool:
     import json
 
@@ -42,7 +62,7 @@ def run_demo(*, out="runs/digits", port=5006, address=None, serve=True, show=Fal
         print("[demo] 2/3 training the source model and fine-tuning the target model")
         result = train_transfer(data, {"name": "digits-alexnet", "num_classes": len(data.classes)},
                                 TrainOptions(), out, progress=progress, overwrite=True)
-        print(result.summary())
+        print(run_summary(result.history))
     try:
         open_bundle(bundle_dir)
         print(f"[demo] reusing the analysis bundle {bundle_dir}")

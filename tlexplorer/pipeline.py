@@ -343,7 +343,7 @@ def _layer_pairs(ctx: _Context) -> list:
 def _stage_weights(ctx: _Context) -> None:
     """Weight extraction (§5.3.1 B1–B3) per class and consecutive pair, both models, plus the
     inherited check (§5.3.2) and each pair's parameter matrix for the view's brightness."""
-    from .analysis.contributions import weight_contributions
+    from .analysis.contributions import iter_weight_contributions, weight_contributions
     from .analysis.parameters import pair_weight_matrix
     from .analysis.similarity import neuron_similarity
     from .analysis.weights import WeightCounter, default_k, inherited_weights
@@ -356,10 +356,10 @@ def _stage_weights(ctx: _Context) -> None:
     frames = []
     top = {}  # (model, class label, layer_from) -> the counter's top-k weights
     for layer_from, layer_to in _layer_pairs(ctx):
-        first_batch = ctx.dataset(rows[:1])[0][0][None].to(ctx.device)
+        first = ctx.dataset(rows[:1])[0][0][None]
         try:  # a residual sum or concatenation between the two layers: no per-neuron weights
             for model_name in ("source", "target"):
-                weight_contributions(ctx.models[model_name], layer_from, layer_to, first_batch)
+                weight_contributions(ctx.models[model_name], layer_from, layer_to, first, device=ctx.device)
         except LayerError as exc:
             ctx.warnings.append(f"weights skipped: {exc}")
             continue
@@ -371,14 +371,17 @@ def _stage_weights(ctx: _Context) -> None:
             n1, n2 = matrix.shape
             k = ctx.options.k_weights or default_k(n1, n2)
             counters = {c: WeightCounter(n1, n2) for c in classes}
+            # (batch, n1, n2) floats per batch: keep each batch near 256 MB (AlexNet fc6 → fc7 is 16M/img)
+            batch = max(1, min(ctx.options.batch_size, 2 ** 26 // (n1 * n2)))
+            loader = DataLoader(ctx.dataset(rows), batch_size=batch, shuffle=False)
             start = 0
-            for batch_x, _ in ctx.loader(rows):
-                contrib = weight_contributions(ctx.models[model_name], layer_from, layer_to,
-                                               batch_x.to(ctx.device)).cpu()
-                batch_labels = labels[start:start + len(batch_x)]
+            for contrib in iter_weight_contributions(ctx.models[model_name], layer_from, layer_to,
+                                                     loader, device=ctx.device):
+                batch_labels = labels[start:start + len(contrib)]
                 for c in np.unique(batch_labels):
-                    counters[int(c)].update(contrib[torch.from_numpy(batch_labels == c)], k)
-                start += len(batch_x)
+                    mask = torch.from_numpy(batch_labels == c).to(contrib.device)
+                    counters[int(c)].update(contrib[mask], k)
+                start += len(contrib)
             for c, counter in counters.items():
                 top[(model_name, c, layer_from)] = counter.top(k)
     for layer_from, layer_to in _layer_pairs(ctx):

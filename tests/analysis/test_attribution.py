@@ -46,7 +46,7 @@ class Tiny(nn.Module):
         return self.fc2(self.relu3(self.fc1(self.drop(torch.flatten(x, 1)))))
 
 
-TINY_LAYERS = ["conv1", "bn1", "relu1", "conv2", "pool2", "fc1"]  # relu1: in place
+TINY_LAYERS = ["conv1", "bn1", "relu1", "conv2", "pool2", "drop", "fc1"]  # relu1: in place
 
 
 def tiny(seed: int = 0) -> Tiny:

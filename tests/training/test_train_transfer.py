@@ -30,6 +30,9 @@ def test_run_dir_content(trained, fast):
     assert sub["source_train"]["n"] == 15 and sub["source_train"]["of"] == 48
     assert len(sub["source_train"]["positions"]) == 15 and sub["source_val"] == {"n": 12, "of": 12}
     assert config["source_init"]["trained"] is True and config["warnings"] == []
+    text = trained.summary()
+    assert "source model (last epoch): source_train" in text and "transferability score" in text
+    assert all(p.is_contiguous() for p in trained.target_model.parameters())
 
 
 def test_load_run_round_trip(trained):
@@ -166,3 +169,18 @@ def test_digits_scenario_run_rebuilds_its_data(tmp_path, tiny_model, fast):
     run = load_run(result.run_dir)
     assert run.config["data"]["kind"] == "scenario"
     assert run.data().hashes() == run.config["data_hashes"] == data.hashes()
+
+
+def test_threads_follow_idle_cores(tmp_path, tiny_data, tiny_model, fast, monkeypatch):
+    seen = []
+    monkeypatch.setattr(trainer_mod.os, "getloadavg", lambda: (trainer_mod.os.cpu_count() + 3.0, 0.0, 0.0))
+    torch.set_num_threads(2)
+    try:
+        result = train_transfer(tiny_data, tiny_model, TrainOptions(**{**fast, "epochs_target": 1}), tmp_path / "r",
+                                progress=False, callback=lambda e: seen.append(torch.get_num_threads()))
+        assert set(seen) == {1} and result.config["num_threads"] == 1
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(trainer_mod.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        assert trainer_mod.idle_threads(2) == min(2, trainer_mod.os.cpu_count())
+    finally:
+        torch.set_num_threads(1)

@@ -18,7 +18,7 @@ _MODULES = {
     "discrepancy": ["proxy_a_distance"],
     "changes": ["weight_change", "rank_shift"],
     "attribution": ["layer_conductance", "CompletenessReport", "ConvergenceWarning"],
-    "contributions": ["weight_contributions", "conv_contributions", "conv_patch_sums"],
+    "contributions": ["weight_contributions", "iter_weight_contributions", "conv_contributions", "conv_patch_sums"],
     "activations": ["Predictions", "Capture", "capture", "capture_activations", "predict"],
     "parameters": ["pair_weight_matrix"],
     "embedding": ["tsne_layout", "project_subset", "prepare_embeddings"],

@@ -79,9 +79,11 @@ class TrainOptions:
     num_workers : int
         DataLoader workers for datasets that are streamed rather than held in memory.
     num_threads : int or None
-        torch's intra-op CPU threads while training (restored afterwards); None keeps torch's
-        setting (one per core). On a machine shared with other busy processes, 1 is often several
-        times faster than more, because waiting threads spin.
+        torch's intra-op CPU threads while training on the CPU (restored afterwards). None: torch's
+        setting (one per core), lowered to the cores left idle by other processes (1-minute load
+        average) -- with more threads than free cores, torch's spinning threads make training
+        5-10x slower (measured on 2 cores). The number used is recorded in ``config.json``; pin
+        it to reproduce a run bit for bit (results differ slightly between thread counts).
     device : str
         'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -65,6 +66,24 @@ class RunResult:
         """``{model: {dataset: best accuracy over epochs}}``."""
         return best_accuracies(self.history)
 
+    def summary(self) -> str:
+        """A few lines for the terminal: the run directory, final accuracies, score and time."""
+        final, best = self.final_accuracies(), self.best_accuracies()
+        lines = [f"run: {self.run_dir}"]
+        for model in ("source", "target"):
+            if model in final:
+                lines.append(f"{model} model (last epoch): " + ", ".join(
+                    f"{d} {a:.3f}" for d, a in sorted(final[model].items())))
+        if "target_val" in best.get("target", {}) and "target_val" in best.get("source", {}):
+            score = best["target"]["target_val"] - best["source"]["target_val"]
+            lines.append(f"transferability score (best target - best source accuracy on target_val): {score:+.3f}")
+        seconds = self.seconds
+        if "train" in seconds:
+            lines.append(f"training time: {seconds['train']:.0f} s (source {seconds['source']:.0f} s, "
+                         f"target {seconds['target']:.0f} s)")
+        lines.extend(f"warning: {w}" for w in self.config.get("warnings", []))
+        return "\n".join(lines)
+
     @property
     def seconds(self) -> dict:
         """Wall-clock seconds: ``prepare`` (data to tensors), ``source``, ``target`` (each incl.
@@ -75,8 +94,10 @@ class RunResult:
 class _Feed:
     """The (x, y) batches of one split: one normalised tensor in memory when small, else streamed."""
 
-    def __init__(self, split: DomainSplit, *, device: torch.device, num_workers: int):
+    def __init__(self, split: DomainSplit, *, device: torch.device, num_workers: int,
+                 channels_last: bool = False):
         self.split = split
+        self.channels_last = channels_last
         self.n = len(split)
         self.num_workers = num_workers
         self.device = device
@@ -96,6 +117,8 @@ class _Feed:
                 ys.append(torch.as_tensor(y, dtype=torch.int64))
             self.x = torch.cat(xs).contiguous() if xs else torch.empty(0)
             self.y = torch.cat(ys) if ys else torch.empty(0, dtype=torch.int64)
+        if self.x is not None and channels_last:
+            self.x = self.x.contiguous(memory_format=torch.channels_last)  # x[idx] keeps the layout
         if self.x is not None and device.type == "cuda" and nbytes <= DEVICE_CACHE_MAX_BYTES:
             self.x, self.y = self.x.to(device), self.y.to(device)
 
@@ -116,7 +139,8 @@ class _Feed:
             return
         loader = DataLoader(Subset(self.split, order[:stop].tolist()), batch_size=batch_size, shuffle=False,
                             num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
-        yield from loader
+        for x, y in loader:
+            yield (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
 
 
 def stratified_subsample(labels: np.ndarray, max_per_class: "int | None", seed) -> "np.ndarray | None":
@@ -184,6 +208,17 @@ def _head_groups(model: nn.Module, lr: float, lr_head: "float | None") -> list:
     head = [p for n, p in trainable if n.startswith(head_name + ".")]
     body = [p for n, p in trainable if not n.startswith(head_name + ".")]
     return [g for g in ({"params": body, "lr": lr}, {"params": head, "lr": lr_head}) if g["params"]]
+
+
+def idle_threads(limit: int) -> int:
+    """At most ``limit`` threads, and no more than the cores other processes leave idle
+    (``os.cpu_count()`` minus the 1-minute load average, rounded; at least 1)."""
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):  # not available on this platform
+        return limit
+    idle = int((os.cpu_count() or limit) - load + 0.5)
+    return max(1, min(limit, idle))
 
 
 def _versions() -> dict:
@@ -269,7 +304,7 @@ class _Phase:
         return eval_seconds
 
 
-def _train_both(data, spec, options, phase, device, cuda_devices, seconds, warnings, callback):
+def _train_both(data, spec, options, phase, device, cuda_devices, seconds, warnings, callback, channels_last):
     """Source phase then target phase under a forked, seeded RNG; returns (source, target, source classes)."""
     n_classes = len(data.classes)
     ckpt = spec["source_checkpoint"]
@@ -282,6 +317,8 @@ def _train_both(data, spec, options, phase, device, cuda_devices, seconds, warni
                 raise ModelError(f"{ckpt}: checkpoint has {src_classes} outputs but model num_classes is "
                                  f"{spec['num_classes']}")
             source = source.to(device).eval()
+            if channels_last:
+                source = source.to(memory_format=torch.channels_last)
             if spec["pretrained"]:
                 warnings.append("model.pretrained ignored: the source model comes from source_checkpoint")
             t0 = time.perf_counter()
@@ -301,6 +338,8 @@ def _train_both(data, spec, options, phase, device, cuda_devices, seconds, warni
             if options.init == "kaiming" and not spec["pretrained"]:
                 kaiming_init_(source)
             source = source.to(device)
+            if channels_last:
+                source = source.to(memory_format=torch.channels_last)
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(options.seed)
             seconds["source_eval"] = phase.train(source, "source", options.epochs_source,
@@ -323,6 +362,9 @@ def _train_both(data, spec, options, phase, device, cuda_devices, seconds, warni
         seconds["target"] = time.perf_counter() - t0
         for p in target.parameters():
             p.requires_grad_(True)
+    if channels_last:
+        source = source.to(memory_format=torch.contiguous_format)
+        target = target.to(memory_format=torch.contiguous_format)
     return source, target, src_classes
 
 
@@ -415,7 +457,12 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
     t_start = time.perf_counter()
 
     data_hashes = data.hashes()
-    feeds = {f"{s.role}_{s.split}": _Feed(s, device=device, num_workers=options.num_workers) for s in data.splits()}
+    # oneDNN's convolutions run faster on channels-last tensors (measured on digits-alexnet, 1 thread:
+    # training +20%, evaluation x2.3); CUDA keeps the default layout.
+    channels_last = device.type == "cpu"
+    feeds = {f"{s.role}_{s.split}": _Feed(s, device=device, num_workers=options.num_workers,
+                                          channels_last=channels_last)
+             for s in data.splits()}
     eval_positions, eval_record = {}, {"max_per_class": options.eval_max_per_class, "seed": options.seed,
                                        "applies_to": ["source_train", "target_train"], "splits": {}}
     for k, name in enumerate(DATASETS):
@@ -436,10 +483,15 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     threads_before = torch.get_num_threads()
     if options.num_threads:
-        torch.set_num_threads(options.num_threads)
+        threads = options.num_threads
+    elif device.type == "cpu":
+        threads = idle_threads(threads_before)
+    else:
+        threads = threads_before
+    torch.set_num_threads(threads)
     try:
         source, target, src_classes = _train_both(data, spec, options, phase, device, cuda_devices,
-                                                  seconds, warnings, callback)
+                                                  seconds, warnings, callback, channels_last)
     finally:
         torch.set_num_threads(threads_before)
 
@@ -460,6 +512,7 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
         "data_hashes": data_hashes,
         "eval_subsample": eval_record,
         "device": str(device),
+        "num_threads": threads,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "summary": {"final": final_accuracies(history), "best": best_accuracies(history)},
         "warnings": warnings,
@@ -477,7 +530,7 @@ def save_weights(model: nn.Module, path: Path) -> Path:
     the (random) temporary file name, so equal weights give an equal file and SHA-256 (checkpoint
     identities key caches downstream).
     """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             torch.save(state, fh)
