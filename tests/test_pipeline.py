@@ -109,3 +109,16 @@ def test_run_dir_without_models_is_clear_error(tiny_run, tmp_path):
     with pytest.raises(RunError, match="target.pt"):
         analyze(broken, tmp_path / "b", options=TINY, progress=False)
     assert not (tmp_path / "b").exists()
+
+
+def test_demo_reuses_a_bundle_only_for_the_same_checkpoints(tiny_run, tiny_bundle, tmp_path):
+    from tlexplorer.demo import _bundle_matches_run
+
+    assert _bundle_matches_run(tiny_bundle, tiny_run)
+    retrained = tmp_path / "run"
+    shutil.copytree(tiny_run, retrained)
+    config = json.loads((retrained / "config.json").read_text())
+    config["checkpoints"]["target"] = "0" * 64
+    (retrained / "config.json").write_text(json.dumps(config))
+    assert not _bundle_matches_run(tiny_bundle, retrained)
+    assert not _bundle_matches_run(tmp_path / "nothing", tiny_run)

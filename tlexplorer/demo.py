@@ -41,11 +41,24 @@ def _run_is_complete(run_dir: Path, per_class: int) -> bool:
     return spec.get("name") == "digits" and spec.get("per_class") == per_class
 
 
+def _bundle_matches_run(bundle_dir: Path, run_dir: Path) -> bool:
+    """A finished bundle computed from this run's checkpoints (a retrained run invalidates it)."""
+    import json
+
+    from .bundle import open_bundle
+    from .errors import BundleError
+
+    try:
+        bundle = open_bundle(bundle_dir)
+        run_config = json.loads((run_dir / "config.json").read_text())
+    except (BundleError, OSError, ValueError):
+        return False
+    return bundle.manifest.get("inputs", {}).get("checkpoints") == run_config.get("checkpoints")
+
+
 def run_demo(*, out="runs/digits", port=5006, address=None, serve=True, show=False, per_class=1000,
              progress=True) -> int:
     """Build the digits data, train and fine-tune, analyse, then serve the dashboard."""
-    from .bundle import open_bundle
-    from .errors import BundleError
     from .pipeline import AnalyzeOptions, analyze
 
     out = Path(out)
@@ -63,10 +76,9 @@ def run_demo(*, out="runs/digits", port=5006, address=None, serve=True, show=Fal
         result = train_transfer(data, {"name": "digits-alexnet", "num_classes": len(data.classes)},
                                 TrainOptions(), out, progress=progress, overwrite=True)
         print(run_summary(result.history))
-    try:
-        open_bundle(bundle_dir)
+    if _bundle_matches_run(bundle_dir, out):
         print(f"[demo] reusing the analysis bundle {bundle_dir}")
-    except BundleError:
+    else:
         print("[demo] 3/3 analysing: conductance of every hidden layer, neurons, weights, domains")
         analyze(out, bundle_dir, options=AnalyzeOptions(**DEMO_ANALYSIS), progress=progress)
     print(f"[demo] ready after {time.perf_counter() - started:.0f} s")

@@ -34,7 +34,7 @@ def test_torchvision_models_layer_discovery(name, n_layers, first, last):
 def test_user_named_layers_and_errors():
     model = build_model("digits-alexnet", 10)
     layers = hidden_layers(model, ["features.conv3", "classifier.fc7"])
-    assert [(l.name, l.neurons) for l in layers] == [("features.conv3", 96), ("classifier.fc7", 128)]
+    assert [(l.name, l.neurons) for l in layers] == [("features.conv3", 64), ("classifier.fc7", 96)]
     with pytest.raises(LayerError, match="'features.conv9' is not in DigitsAlexNet"):
         hidden_layers(model, ["features.conv9"])
     with pytest.raises(LayerError, match="'features.relu1' is a ReLU"):

@@ -32,8 +32,8 @@ class DigitsAlexNet(nn.Module):
         Dropout before fc6 and fc7 (inactive in eval mode).
     """
 
-    def __init__(self, num_classes: int = 10, channels: Sequence[int] = (32, 64, 96, 96, 64),
-                 hidden: Sequence[int] = (256, 128), dropout: float = 0.3):
+    def __init__(self, num_classes: int = 10, channels: Sequence[int] = (24, 48, 64, 64, 48),
+                 hidden: Sequence[int] = (192, 96), dropout: float = 0.3):
         super().__init__()
         if len(channels) != 5 or len(hidden) != 2:
             raise ModelError(f"digits-alexnet needs 5 channel counts and 2 hidden sizes, "
