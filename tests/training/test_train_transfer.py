@@ -108,9 +108,12 @@ def test_freeze_and_head_lr(trained, tmp_path, tiny_data, tiny_model, fast):
     for key in src:
         frozen = key.startswith(("features.conv1.", "features.conv2."))
         assert torch.equal(src[key], tgt[key]) == frozen, key
-    with pytest.raises(ConfigError, match="'features.conv9' matches no parameter"):
+    events = []
+    with pytest.raises(ConfigError, match="'features.conv9' matches no parameter of DigitsAlexNet; "
+                                          "modules with parameters: features.conv1, features.conv2"):
         train_transfer(tiny_data, tiny_model, TrainOptions(**fast, freeze=["features.conv9"]),
-                       tmp_path / "bad", progress=False)
+                       tmp_path / "bad", progress=False, callback=events.append)
+    assert events == []  # checked before the source model trains
 
 
 def test_source_checkpoint(trained, tmp_path, tiny_data, tiny_model, fast):
@@ -184,3 +187,23 @@ def test_threads_follow_idle_cores(tmp_path, tiny_data, tiny_model, fast, monkey
         assert trainer_mod.idle_threads(2) == min(2, trainer_mod.os.cpu_count())
     finally:
         torch.set_num_threads(1)
+
+
+def test_streamed_and_preloaded_data_train_alike(trained, tmp_path, tiny_data, tiny_model, fast, monkeypatch):
+    """A dataset read item by item through a DataLoader gives the same run as the in-memory fast path."""
+    from tlexplorer.datasets import ArrayDomainSplit
+
+    class ItemByItem(ArrayDomainSplit):
+        def __getitem__(self, i):
+            return super().__getitem__(i)
+
+    data = tiny_data
+    for name in ("source_train", "source_val", "target_train", "target_val"):
+        s = getattr(data, name)
+        setattr(data, name, ItemByItem(s.images, s.labels, domain=s.domain, role=s.role, split=s.split,
+                                       classes=s.classes))
+    for limit in (0, trainer_mod.PRELOAD_MAX_BYTES):  # streamed every epoch, then preloaded via a DataLoader
+        monkeypatch.setattr(trainer_mod, "PRELOAD_MAX_BYTES", limit)
+        result = train_transfer(data, tiny_model, TrainOptions(**fast), tmp_path / f"r{limit}", progress=False)
+        assert result.history.equals(trained.history)
+        assert result.config["checkpoints"] == trained.config["checkpoints"]

@@ -136,7 +136,8 @@ class HistoryRecorder:
         accuracy, loss : float
         """
         if isinstance(loader, Dataset) and not isinstance(loader, torch.utils.data.IterableDataset):
-            loader = DataLoader(loader, batch_size=256, shuffle=False)
+            # a private generator: iterating a DataLoader otherwise draws from the global RNG
+            loader = DataLoader(loader, batch_size=256, shuffle=False, generator=torch.Generator().manual_seed(0))
         accuracy, loss, _ = evaluate_model(model_nn, loader, device)
         self.log(model=model, epoch=epoch, dataset=dataset, accuracy=accuracy, loss=loss)
         return accuracy, loss

@@ -91,6 +91,12 @@ class RunResult:
         return self.config.get("seconds", {})
 
 
+def _quiet_generator() -> torch.Generator:
+    """A DataLoader draws its workers' base seed from its generator, by default the global RNG:
+    a private one keeps the dropout masks (global RNG) the same whether data is streamed or not."""
+    return torch.Generator().manual_seed(0)
+
+
 class _Feed:
     """The (x, y) batches of one split: one normalised tensor in memory when small, else streamed."""
 
@@ -112,7 +118,8 @@ class _Feed:
             self.y = torch.as_tensor(split.labels, dtype=torch.int64)
         elif nbytes <= PRELOAD_MAX_BYTES:
             xs, ys = [], []
-            for x, y in DataLoader(split, batch_size=256, shuffle=False, num_workers=num_workers):
+            for x, y in DataLoader(split, batch_size=256, shuffle=False, num_workers=num_workers,
+                                   generator=_quiet_generator()):
                 xs.append(x)
                 ys.append(torch.as_tensor(y, dtype=torch.int64))
             self.x = torch.cat(xs).contiguous() if xs else torch.empty(0)
@@ -138,7 +145,8 @@ class _Feed:
                 yield self.x[idx], self.y[idx]
             return
         loader = DataLoader(Subset(self.split, order[:stop].tolist()), batch_size=batch_size, shuffle=False,
-                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+                            generator=_quiet_generator())
         for x, y in loader:
             yield (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
 
@@ -170,6 +178,20 @@ def kaiming_init_(model: nn.Module) -> nn.Module:
     return model
 
 
+def _frozen_parameters(model: nn.Module, prefixes) -> "dict[str, list[str]]":
+    """``{prefix: parameter names under it}``; a prefix matching nothing is a :class:`ConfigError`."""
+    params = [n for n, _ in model.named_parameters()]
+    out = {}
+    for prefix in prefixes:
+        hit = [n for n in params if n == prefix or n.startswith(prefix + ".")]
+        if not hit:
+            with_params = list(dict.fromkeys(n.rpartition(".")[0] for n in params))
+            raise ConfigError(f"freeze: {prefix!r} matches no parameter of {type(model).__name__}; "
+                              f"modules with parameters: {', '.join(with_params)}")
+        out[prefix] = hit
+    return out
+
+
 def _frozen_modules(model: nn.Module, prefixes) -> "list[nn.Module]":
     """Freeze the parameters under each module-name prefix; return the frozen modules."""
     if not prefixes:
@@ -177,12 +199,7 @@ def _frozen_modules(model: nn.Module, prefixes) -> "list[nn.Module]":
     names = dict(model.named_modules())
     params = dict(model.named_parameters())
     frozen = []
-    for prefix in prefixes:
-        hit = [n for n in params if n == prefix or n.startswith(prefix + ".")]
-        if not hit:
-            with_params = sorted({n.rpartition(".")[0] for n in params})
-            raise ConfigError(f"freeze: {prefix!r} matches no parameter of {type(model).__name__}; "
-                              f"modules with parameters: {', '.join(with_params)}")
+    for prefix, hit in _frozen_parameters(model, prefixes).items():
         for n in hit:
             params[n].requires_grad_(False)
         frozen += [m for n, m in names.items() if n == prefix or n.startswith(prefix + ".")]
@@ -337,6 +354,7 @@ def _train_both(data, spec, options, phase, device, cuda_devices, seconds, warni
             source = build_model(spec["name"], n_classes, pretrained=spec["pretrained"], **spec["kwargs"])
             if options.init == "kaiming" and not spec["pretrained"]:
                 kaiming_init_(source)
+            _frozen_parameters(source, options.freeze)  # a typo fails now, not after the source epochs
             source = source.to(device)
             if channels_last:
                 source = source.to(memory_format=torch.channels_last)
@@ -383,8 +401,7 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
     """Train a source model, fine-tune a copy on the target domain, and write the run directory.
 
     1. **Source.** ``model_spec`` built with ``num_classes`` = the data's class count (seeded,
-       initialised as ``options.init`` says), trained
-       on ``source_train`` for ``epochs_source`` epochs — or, with ``model_spec["source_checkpoint"]``,
+       initialised as ``options.init`` says), trained on ``source_train`` for ``epochs_source`` epochs — or, with ``model_spec["source_checkpoint"]``,
        loaded from the user's checkpoint and not trained (its evaluation is recorded once, as epoch 1).
        ``pretrained: true`` starts a torchvision model from ImageNet weights.
     2. **Target.** A copy of the final source model (a fresh, seeded head when the source's head size
@@ -401,7 +418,10 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
 
     Everything is seeded from ``options.seed`` (initialisation, head, shuffling, dropout, subsample)
     and runs under a forked RNG, so the caller's global RNG state is untouched. On the CPU two runs
-    with the same inputs give identical histories and checkpoints; on a GPU cuDNN may differ slightly.
+    with the same inputs and the same thread count (``options.num_threads``; the count used is in
+    ``config.json``) give identical histories and checkpoints; on a GPU cuDNN may differ slightly.
+    On the CPU models and batches use the channels-last layout (faster oneDNN convolutions); the
+    returned models and the checkpoints are in the default layout.
 
     The run directory receives ``source.pt``, ``target.pt``, ``history.parquet`` and last
     ``config.json``, each written atomically, and only after training finished: an interrupted run
