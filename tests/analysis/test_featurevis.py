@@ -12,6 +12,9 @@ from tlexplorer.analysis.featurevis import (top_activating, visualize_neuron, vi
 from tlexplorer.errors import LayerError
 from tlexplorer.models import build_model
 
+# The widths these tests were tuned on (digits-alexnet's defaults when written).
+WIDE = {"channels": (32, 64, 96, 96, 64), "hidden": (256, 128)}
+
 NORM = dict(image_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
@@ -28,7 +31,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return build_model("digits-alexnet", 10)
+    return build_model("digits-alexnet", 10, **WIDE)
 
 
 def _activation(model, layer, neuron, x):
@@ -75,7 +78,7 @@ def he_model():
     # PyTorch's default init shrinks the signal layer after layer, so the deep units of an untrained
     # digits-alexnet hardly respond to any input; He init keeps them alive, like a trained model's.
     torch.manual_seed(0)
-    net = build_model("digits-alexnet", 10)
+    net = build_model("digits-alexnet", 10, **WIDE)
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
