@@ -84,3 +84,10 @@ def test_replace_head_keeps_body():
     assert model.classifier.fc8.out_features == 3
     assert torch.equal(model.features.conv1.weight, conv1)
     assert isinstance(output_layer(model)[1], nn.Linear)
+
+
+def test_equal_weights_give_byte_identical_checkpoints(tmp_path):
+    from tlexplorer.models import file_sha256
+
+    model = build_model("digits-alexnet", 10)
+    assert file_sha256(save_checkpoint(model, tmp_path / "a.pt")) == file_sha256(save_checkpoint(model, tmp_path / "b.pt"))

@@ -17,7 +17,10 @@ def save_checkpoint(model: nn.Module, path: "str | os.PathLike") -> Path:
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        # Through an open file torch names the zip's folder "archive", not after the random
+        # temporary name: equal weights give equal bytes and sha256 (checkpoint hashes key caches).
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
     return path
 
 
