@@ -122,3 +122,28 @@ def test_demo_reuses_a_bundle_only_for_the_same_checkpoints(tiny_run, tiny_bundl
     (retrained / "config.json").write_text(json.dumps(config))
     assert not _bundle_matches_run(tiny_bundle, retrained)
     assert not _bundle_matches_run(tmp_path / "nothing", tiny_run)
+
+
+def test_class_without_target_instances_is_skipped_with_a_warning(tiny_run, tmp_path, monkeypatch):
+    from tlexplorer.datasets import ArrayDomainSplit
+    from tlexplorer.training.runs import Run
+
+    original = Run.data
+
+    def without_nines(self):
+        data = original(self)
+        for name in ("target_train", "target_val"):
+            split = getattr(data, name)
+            keep = split.labels != 9
+            setattr(data, name, ArrayDomainSplit(split.images[keep], split.labels[keep], domain=split.domain,
+                                                 role=split.role, split=split.split, classes=split.classes,
+                                                 indices=split.indices[keep]))
+        return data
+
+    monkeypatch.setattr(Run, "data", without_nines)
+    bundle = open_bundle(analyze(tiny_run, tmp_path / "b", options=TINY, progress=False))
+    assert any("'9' has no target instances" in w for w in bundle.manifest["warnings"])
+    confusion = bundle.table("confusion").filter(pl.col("class") == "9")
+    assert confusion["n"].item() == 0 and confusion["target_accuracy"].item() is None
+    assert "9" not in bundle.table("neurons")["class"].to_list()
+    assert "9" not in bundle.table("discriminability_summary")["scope"].to_list()
