@@ -39,6 +39,21 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+def package_versions() -> dict:
+    """Versions of Python and the packages whose behaviour a run or bundle depends on (None: absent)."""
+    import importlib.metadata as md
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in ("tlexplorer", "torch", "torchvision", "captum", "numpy", "scikit-learn", "polars",
+                "openTSNE"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
 def resolve_device(device: "str | None" = None):
     """The torch device to compute on: the GPU when there is one, else the CPU.
 

@@ -10,21 +10,18 @@ import dataclasses
 import hashlib
 import json
 import math
-import platform
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from . import __version__
-from .config import resolve_device
-from .errors import LayerError, RunError
+from .config import package_versions, resolve_device
+from .errors import LayerError
 
 ALL = "__all__"
 
@@ -58,16 +55,6 @@ class AnalyzeOptions:
         keep = {k: v for k, v in self.to_json().items()
                 if k not in ("device", "batch_size", "internal_batch_size", "feature_vis")}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _versions() -> dict:
-    import captum
-    import sklearn
-    import torchvision
-
-    return {"python": platform.python_version(), "tlexplorer": __version__, "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "captum": captum.__version__,
-            "scikit-learn": sklearn.__version__, "numpy": np.__version__, "polars": pl.__version__}
 
 
 # ------------------------------------------------------------------------------------------ context
@@ -261,10 +248,8 @@ def _stage_conductance(ctx: _Context) -> None:
                     "cut": {l: bool(report.cut[l]) for l in ctx.layer_names},
                     "abs_gap": {l: float(report.gap(l).abs().sum()) for l in ctx.layer_names},
                     "abs_delta": float(report.delta.abs().sum())})
-            if bar is not None:
-                bar.update(len(part))
-        if bar is not None:
-            bar.close()
+            bar.update(len(part))
+        bar.close()
         for layer in ctx.layer_names:
             ctx.writer.concat_chunks(f"conductance/{combo}/{layer}", n_chunks)
     _record_completeness(ctx)
@@ -439,7 +424,7 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     cond_s = {l: np.asarray(ctx.writer.read_array(f"conductance/target_on_source/{l}")) for l in ctx.layer_names}
     cond_t = {l: np.asarray(ctx.writer.read_array(f"conductance/target_on_target/{l}")) for l in ctx.layer_names}
     rows, summary = [], []
-    for scope, pos_s, pos_t in _tqdm(ctx, scopes, desc="domain discriminability") or scopes:
+    for scope, pos_s, pos_t in _tqdm(ctx, scopes, desc="domain discriminability"):
         columns = [(l, n) for l in ctx.layer_names for n in _important(neurons, "target", scope, l)]
         src = np.column_stack([cond_s[l][pos_s, n] for l, n in columns]).astype(np.float64)
         tgt = np.column_stack([cond_t[l][pos_t, n] for l, n in columns]).astype(np.float64)
@@ -531,12 +516,10 @@ def _precompute_feature_vis(ctx: _Context, bundle, neurons: pl.DataFrame) -> Non
 
 # ---------------------------------------------------------------------------------------- progress
 def _tqdm(ctx: _Context, iterable=None, **kwargs):
-    """A tqdm bar when progress is on, else None (callers fall back to the plain iterable)."""
-    if not ctx.progress:
-        return None
+    """A tqdm bar, silent when progress is off."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, **kwargs) if iterable is not None else tqdm(**kwargs)
+    return tqdm(iterable, disable=not ctx.progress, **kwargs)
 
 
 # -------------------------------------------------------------------------------------------- driver
@@ -598,7 +581,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     manifest = {
         "tlexplorer_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
+        "versions": package_versions(),
         "source_domain": data.source_name, "target_domain": data.target_name,
         "classes": list(data.classes),
         "model": run.config["model"],

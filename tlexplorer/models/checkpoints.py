@@ -15,7 +15,7 @@ from ..errors import ModelError
 def save_checkpoint(model: nn.Module, path: "str | os.PathLike") -> Path:
     """Write ``model.state_dict()`` (on the CPU) to ``path`` atomically."""
     path = Path(path)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # channels-last too
     with atomic_path(path) as tmp:
         # Through an open file torch names the zip's folder "archive", not after the random
         # temporary name: equal weights give equal bytes and sha256 (checkpoint hashes key caches).

@@ -13,7 +13,8 @@ from .config_file import normalize_model_spec
 from .history import read_history, validate_history
 from .recorder import HistoryRecorder
 from .runs import CONFIG_FILE, Run, load_model_file, load_run
-from .trainer import _versions, _write_run
+from ..config import package_versions
+from .trainer import write_run
 
 
 def import_run(data: TransferData, model_spec, source_checkpoint: "str | os.PathLike",
@@ -61,12 +62,12 @@ def import_run(data: TransferData, model_spec, source_checkpoint: "str | os.Path
                      "target": str(Path(target_checkpoint).resolve())},
         "classes": list(data.classes),
         "domains": {"source": data.source_name, "target": data.target_name},
-        "versions": _versions(),
+        "versions": package_versions(),
         "data_hashes": data.hashes(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "warnings": [],
     }
-    _write_run(out_dir, source, target, history, config)
+    write_run(out_dir, source, target, history, config)
     return load_run(out_dir)
 
 

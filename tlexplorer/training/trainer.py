@@ -5,7 +5,6 @@ import copy
 import datetime as _dt
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,11 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from .._io import atomic_path, write_json
-from ..config import resolve_device
+from .._io import write_json
+from ..config import package_versions, resolve_device
 from ..datasets.base import ArrayDomainSplit, DomainSplit, TransferData
 from ..errors import ModelError, RunError
-from ..models import build_model, file_sha256, output_layer, replace_head
+from ..models import build_model, file_sha256, output_layer, replace_head, save_checkpoint
 from .config_file import ConfigError, TrainOptions, normalize_model_spec, options_from_any
 from .history import (DATASETS, HISTORY_SCHEMA, best_accuracies, final_accuracies, validate_history,
                       write_history)
@@ -236,18 +235,6 @@ def idle_threads(limit: int) -> int:
         return limit
     idle = int((os.cpu_count() or limit) - load + 0.5)
     return max(1, min(limit, idle))
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "numpy", "polars", "tlexplorer"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 class _Phase:
@@ -528,7 +515,7 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
                         "checkpoint_sha256": file_sha256(ckpt) if ckpt else None},
         "classes": classes,
         "domains": {"source": data.source_name, "target": data.target_name},
-        "versions": _versions(),
+        "versions": package_versions(),
         "data_hashes": data_hashes,
         "eval_subsample": eval_record,
         "device": str(device),
@@ -538,31 +525,17 @@ def train_transfer(data: TransferData, model_spec: "dict | str | None" = None,
         "warnings": warnings,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
     }
-    _write_run(out_dir, source, target, history, config)
+    write_run(out_dir, source, target, history, config)
     return RunResult(run_dir=out_dir, config=config, history=history, source_model=source.eval(),
                      target_model=target.eval())
 
 
-def save_weights(model: nn.Module, path: Path) -> Path:
-    """Write ``model``'s CPU ``state_dict`` atomically, byte-for-byte reproducibly.
-
-    Saving through an open file makes torch name the zip's top folder ``archive`` instead of after
-    the (random) temporary file name, so equal weights give an equal file and SHA-256 (checkpoint
-    identities key caches downstream).
-    """
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-    return path
-
-
-def _write_run(out_dir: Path, source: nn.Module, target: nn.Module, history: pl.DataFrame, config: dict) -> None:
+def write_run(out_dir: Path, source: nn.Module, target: nn.Module, history: pl.DataFrame, config: dict) -> None:
     """Write the run's files atomically, ``config.json`` last (its presence marks a complete run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CONFIG_FILE).unlink(missing_ok=True)
-    save_weights(source, out_dir / SOURCE_FILE)
-    save_weights(target, out_dir / TARGET_FILE)
+    save_checkpoint(source, out_dir / SOURCE_FILE)
+    save_checkpoint(target, out_dir / TARGET_FILE)
     write_history(history, out_dir / HISTORY_FILE)
     config["checkpoints"] = {"source": file_sha256(out_dir / SOURCE_FILE),
                              "target": file_sha256(out_dir / TARGET_FILE)}
