@@ -9,9 +9,18 @@ Seconds per image, median over repeats, for
 on digits-alexnet (32x32) and torchvision alexnet (224x224), random weights, eval mode, and
 weight contributions conv -> conv vs a brute-force grouped convolution.
 
+It also prints the multiply-accumulate (MAC) bound on (a)/(b): captum's call for layer l costs a
+full forward F plus a backward down to l, B_l (the data gradients of every conv/linear after l);
+ours costs one F (the first conv on 2 of the n_steps + 1 points) plus B_1. Elementwise ops are not
+counted, so measured ratios above the bound come from captum's per-call overheads.
+
     python benchmarks/bench_attribution.py --write docs/performance.md
 
-writes the table into the "Attribution" section of ``docs/performance.md`` (between markers).
+writes the table into the "Attribution" section of ``docs/performance.md`` (between markers);
+
+    python benchmarks/bench_attribution.py --captum-batches 1,2,4,8
+
+only prints captum's seconds per image on AlexNet-224 for those numbers of images per call.
 """
 from __future__ import annotations
 
@@ -85,6 +94,44 @@ def brute_force(a, conv):
     return maps.sum(dim=(2, 3)).view(a.shape[0], c_in, c_out)
 
 
+def macs_in_order(model, size):
+    """``[(module name, MACs per image)]`` of every conv/linear, in forward order."""
+    rows = []
+
+    def count(name):
+        def fn(module, inputs, output):
+            if isinstance(module, torch.nn.Conv2d):
+                per_output = module.in_channels // module.groups * module.weight[0, 0].numel()
+                rows.append((name, output[0].numel() * per_output))
+            else:
+                rows.append((name, module.in_features * module.out_features))
+        return fn
+
+    handles = [m.register_forward_hook(count(n)) for n, m in model.named_modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return rows
+
+
+def mac_bound(model, names, size, n_steps):
+    """captum's MACs / ours for one image: sum_l (F + B_l) / (F' + B_1), see the module docstring."""
+    rows = macs_in_order(model, size)
+    order = [name for name, _ in rows]
+    forward = sum(m for _, m in rows)
+
+    def backward_to(layer):
+        return sum(m for _, m in rows[order.index(layer) + 1:])
+
+    captum_macs = sum(forward + backward_to(layer) for layer in names)
+    first_on_ends = rows[0][1] * (n_steps - 1) / (n_steps + 1) if order[0] == names[0] else 0
+    return captum_macs / (forward - first_on_ends + backward_to(names[0]))
+
+
 def timed(fn, *args):
     start = time.perf_counter()
     fn(*args)
@@ -111,6 +158,7 @@ def bench_conductance(label, model, size, n, n_steps, repeats, ibs_points):
     best = {key: min(v) for key, v in times.items()}
     print(f"{label}: " + ", ".join(f"{k} {v:.4f} s/img ({', '.join(f'{s:.3f}' for s in times[k])})"
                                    for k, v in med.items()), flush=True)
+    med["bound"] = best["bound"] = mac_bound(model, names, size, n_steps)
     return med, best
 
 
@@ -147,6 +195,18 @@ def bench_contributions(label, model, layer_to, size, n, repeats):
     return med, tuple(a.shape[1:]), tuple(conv.weight.shape)
 
 
+def captum_batch_scan(model, batches, n_steps):
+    """Captum's seconds per image (fastest of 2) for each number of images per call."""
+    names = [layer.name for layer in hidden_layers(model)]
+    gen = torch.Generator().manual_seed(0)
+    for n in batches:
+        x = torch.randn(n, 3, 224, 224, generator=gen)
+        t = torch.randint(0, 10, (n,), generator=gen)
+        run_captum(model, names, x, t, 4)
+        best = min(timed(run_captum, model, names, x, t, n_steps) / n for _ in range(2))
+        print(f"alexnet 224x224, {n} images per call: captum {best:.3f} s/img", flush=True)
+
+
 def table(results, contrib, args, load_before, load_after) -> str:
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()} "
@@ -157,17 +217,20 @@ def table(results, contrib, args, load_before, load_after) -> str:
         "",
         "Seconds per image with `internal_batch_size=None`: captum evaluates all path points of a "
         "layer in one pass, ours picks its chunk size automatically (about 64 MiB of hooked "
-        "outputs per pass on the CPU); both floors are one pass over all path points.",
+        "outputs per pass on the CPU); both floors are one pass over all path points. \"MAC "
+        "bound\": captum's multiply-accumulates over ours (conv and linear layers only), what "
+        "(a)/(b) would be if both ran at the same MACs per second.",
         "",
         "| model (input, images) | (a) captum × 7 layers | (b) ours | (c1) floor: fwd + bwd to input "
-        "| (c2) floor: fwd + bwd to 1st layer, channels-last | (a)/(b) | (b)/(c1) | (b)/(c2) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| (c2) floor: fwd + bwd to 1st layer, channels-last | (a)/(b) | MAC bound on (a)/(b) "
+        "| (b)/(c1) | (b)/(c2) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, (med, best) in results:
         for what, m in (("median", med), ("fastest", best)):
             lines.append(
                 f"| {label}, {what} | {m['captum']:.3f} | {m['ours']:.3f} | {m['floor_input']:.3f} | "
-                f"{m['floor_first']:.3f} | **{m['captum'] / m['ours']:.1f}×** | "
+                f"{m['floor_first']:.3f} | **{m['captum'] / m['ours']:.1f}×** | {m['bound']:.2f}× | "
                 f"{m['ours'] / m['floor_input']:.2f} | {m['ours'] / m['floor_first']:.2f} |")
     lines += ["", "Rows \"fastest\": each variant's fastest repeat - other jobs on the shared cores "
               "only ever add time, so these are the less noisy estimate.",
@@ -209,8 +272,15 @@ def main(argv=None) -> None:
     parser.add_argument("--ibs-points", type=int, default=8,
                         help="memory-bounded variant: path points per image per pass")
     parser.add_argument("--write", type=Path, default=None, help="markdown file to update")
+    parser.add_argument("--captum-batches", default=None,
+                        help="only scan captum's s/img on AlexNet-224 over these images per call, e.g. 1,2,4,8")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.captum_batches:
+        torch.manual_seed(0)
+        captum_batch_scan(build_model("alexnet", 10).eval(),
+                          [int(n) for n in args.captum_batches.split(",")], args.n_steps)
+        return
     load_before = os.getloadavg()[0]
 
     torch.manual_seed(0)

@@ -136,6 +136,44 @@ def test_baselines_scalar_and_image():
                          f"baseline {name}")
 
 
+class Preprocessed(Tiny):
+    """The input is scaled before conv1: conv1 no longer sees the path points themselves."""
+
+    def forward(self, x):
+        return super().forward(x * 2.0)
+
+
+def rows_seen(model, module, call):
+    rows = []
+    # Registered before layer_conductance's hooks: sees what the module itself computed.
+    handle = module.register_forward_hook(lambda m, i, o: rows.append(o.shape[0]))
+    try:
+        result = call()
+    finally:
+        handle.remove()
+    return rows, result
+
+
+def test_first_affine_layer_runs_on_the_endpoints_only():
+    """conv1 takes the path points themselves, so it is affine in alpha: 2 rows per instance
+    instead of n_steps + 1, with the same result as captum; with preprocessing it sees every point."""
+    x, target = images(3), torch.tensor([0, 3, 4])
+    model = tiny()
+    rows, ours = rows_seen(model, model.conv1, lambda: layer_conductance(
+        model, TINY_LAYERS, x, target, n_steps=8, reduce=None, completeness_tol=None))
+    assert rows[-1] == 2 * 3  # the main pass; the first rows are the one-instance probe
+    for name in ("conv1", "bn1", "fc1"):
+        assert_close(ours[name], captum_ref(model, name, x, target, 8, "riemann_trapezoid"), name)
+
+    torch.manual_seed(0)
+    pre = Preprocessed().to(DT).eval()
+    rows, ours = rows_seen(pre, pre.conv1, lambda: layer_conductance(
+        pre, ["conv1", "fc1"], x, target, n_steps=8, reduce=None, completeness_tol=None))
+    assert rows[-1] == 9 * 3
+    for name in ("conv1", "fc1"):
+        assert_close(ours[name], captum_ref(pre, name, x, target, 8, "riemann_trapezoid"), name)
+
+
 def test_torchvision_alexnet_in_place_relus():
     torch.manual_seed(0)
     model = build_model("alexnet", 10).to(DT).eval()

@@ -219,11 +219,39 @@ class _PathRecorder:
         self.streamed: dict = {}  # name -> bool, decided on the first pass
         self.start_pass(1, 1, False)
 
-    def start_pass(self, steps: int, group: int, more: bool) -> None:
+    def start_pass(self, steps: int, group: int, more: bool, path=None) -> None:
+        """``path``: ``(points, ends, alphas)`` of this pass - the path points fed to the model,
+        the ``2G`` endpoints ``[baselines, inputs]`` and the chunk's ``steps`` scaling factors."""
         self.steps, self.group, self.more = steps, group, more
+        self.path = path
         self.captured: dict = {}  # name -> kept output, forward order
         self.pending: set = set()  # streamed layers still waiting for their gradient
         self.seen: set = set()
+        self.on_ends: set = set()  # affine layers run on the endpoints only in this pass
+
+    def pre_hook(self, name: str):
+        """An affine layer applied to the path points themselves (the first convolution of most
+        CNNs) is affine in alpha: run it on the 2G endpoints only, and let :meth:`hook` spread
+        its output over the path (saves n_steps - 1 of its n_steps + 1 evaluations)."""
+        def fn(module, inputs):
+            if (not self.active or self.path is None or self.steps <= 2 or len(inputs) != 1
+                    or type(module) not in AFFINE_MODULES or inputs[0] is not self.path[0]):
+                return None
+            self.on_ends.add(name)
+            return (self.path[1],)
+        return fn
+
+    def _spread(self, ends: Tensor) -> Tensor:
+        """``y(alpha) = y(b) + alpha (y(x) - y(b))`` for the pass's alphas, in ``ends``' memory
+        layout, from the layer's output on ``[baselines, inputs]``."""
+        perm = _memory_order(ends)
+        e = ends.detach().permute(perm)
+        y_b, y_x = e[:self.group], e[self.group:]
+        alphas = self.path[2].view(-1, *([1] * e.dim()))
+        y = torch.addcmul(y_b.unsqueeze(0), alphas, (y_x - y_b).unsqueeze(0))
+        y = y.reshape(self.steps * self.group, *e.shape[1:])
+        inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
+        return y.permute(inverse)
 
     def hook(self, name: str):
         def fn(module, inputs, output):
@@ -235,6 +263,8 @@ class _PathRecorder:
                 raise LayerError(f"layer {name!r} runs more than once per forward pass of "
                                  f"{self.model_name}; its conductance is ambiguous")
             self.seen.add(name)
+            if name in self.on_ends:  # a leaf on the path: captured below, the backward stops here
+                output = self._spread(output)
             if name not in self.streamed:
                 first = next(iter(self.captured.values()), None)
                 self.streamed[name] = (first is not None and output.grad_fn is not None
@@ -253,6 +283,11 @@ class _PathRecorder:
             self.captured[name] = output
             return output.clone()
         return fn
+
+
+#: Modules whose output is an affine function of their input (exact types: a subclass may
+#: override ``forward``).
+AFFINE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def _probe(model: nn.Module, named, x: Tensor, t0: int, check_cut: bool = True):
@@ -339,7 +374,8 @@ def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor
         a = alphas[s0:s1].view(steps, *([1] * x.dim()))
         points = (b.unsqueeze(0) + a * diff.unsqueeze(0)).reshape(steps * g_count, *x.shape[1:])
         points = points.contiguous(memory_format=memory_format)
-        rec.start_pass(steps, g_count, s1 < n_points)
+        ends = torch.cat([b, x]).contiguous(memory_format=memory_format)
+        rec.start_pass(steps, g_count, s1 < n_points, path=(points, ends, alphas[s0:s1]))
         with torch.enable_grad():
             logits = model(points)
             selected = logits.gather(1, t.repeat(steps).unsqueeze(1)).squeeze(1)
@@ -478,7 +514,8 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
 
     Speed (see ``docs/performance.md``): the backward pass runs down to the first hooked layer only;
     later layers receive their gradients through tensor hooks as the backward pass produces them and
-    are not cloned; on the CPU the path points are channels-last.
+    are not cloned; on the CPU the path points are channels-last; a conv or linear layer that takes
+    the path points themselves is affine in alpha, so it runs on the baseline and the input only.
 
     Examples
     --------
@@ -527,6 +564,7 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
                         check_cut=return_report or completeness_tol is not None)
                     chunk = internal_batch_size or _auto_chunk(per_point, n_points, dev)
                     for name, module in named:
+                        hooks.pre(module, rec.pre_hook(name))
                         hooks.forward(module, rec.hook(name))
                 check_targets(t, num_classes)
                 # Whole paths of `group` instances per pass, or slices of one instance's path.
