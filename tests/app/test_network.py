@@ -9,7 +9,8 @@ import pytest
 
 from tlexplorer.aggregates import aggregates_for
 from tlexplorer.app.state import Session
-from tlexplorer.app.views.network import NetworkView, col_model, layout_network, row_model
+from tlexplorer.app.views.network import (NetworkView, col_model, layout_network, row_model,
+                                           similarity_range)
 from tlexplorer.app.views.neuron_detail import feature_vis_service
 
 _spec = importlib.util.spec_from_file_location(
@@ -287,3 +288,42 @@ def test_neuron_detail_lists_similar_neurons(session, bundle):
     text = " ".join(b.name for b in detail.panel.select(pn.widgets.Button))
     for n in top["neuron"].to_list():
         assert f"#{n}" in text
+
+
+def test_stretch_similarity_spreads_each_layers_gray_scale(data):
+    paper = layout_network(data)
+    stretched = layout_network(data, stretch_similarity=True)
+    blocks = stretched["blocks"][stretched["blocks"]["kind"] == "similarity"]
+    for _, block in blocks.iterrows():
+        cells = stretched["cells"][stretched["cells"]["layer"] == block.layer]
+        sim = cells["similarity"].to_numpy()
+        lo, hi = np.percentile(sim, [2, 98])
+        if hi <= lo:  # one value (or all equal): mid gray
+            lo, hi = lo - 0.5, lo + 0.5
+        else:
+            assert cells["color"].iloc[sim.argmin()] == "#fafafa"  # at or below the range: brightest
+            assert cells["color"].iloc[sim.argmax()] == "#191919"  # at or above: darkest
+        assert (block.sim_lo, block.sim_hi) == pytest.approx((lo, hi))
+        assert any(f"gray {lo:.2f}–{hi:.2f}" in t for t in stretched["metric_text"]["text"])
+    paper_blocks = paper["blocks"][paper["blocks"]["kind"] == "similarity"]
+    assert set(paper_blocks["sim_lo"]) == {0.0} and set(paper_blocks["sim_hi"]) == {1.0}
+    assert not any("gray" in t for t in paper["metric_text"]["text"])
+    np.testing.assert_array_equal(paper["cells"][["x", "y"]], stretched["cells"][["x", "y"]])
+    assert len(set(stretched["cells"]["color"])) > len(set(paper["cells"]["color"]))
+
+
+def test_similarity_range_edge_cases():
+    assert similarity_range(np.array([0.9, 0.95]), stretch=False) == (0.0, 1.0)
+    assert similarity_range(np.array([0.9, 0.9]), stretch=True) == (0.4, 1.4)  # flat: mid gray
+    assert similarity_range(np.array([np.nan]), stretch=True) == (0.0, 1.0)
+    lo, hi = similarity_range(np.r_[0.1, np.linspace(0.9, 1.0, 99)], stretch=True)
+    assert lo > 0.85 and hi < 1.0  # one outlier does not set the range
+
+
+def test_view_stretch_switch(session):
+    view = NetworkView(session=session)
+    before = list(view._sources["cells"].data["color"])
+    assert "similarity 0 " in view._scale_legend.object
+    session.stretch_similarity = True
+    assert list(view._sources["cells"].data["color"]) != before
+    assert "per layer" in view._scale_legend.object

@@ -152,6 +152,23 @@ def test_job_failure_is_reported(synth_session):
     assert not s.busy and "boom" in s.status and isinstance(errors[0], RuntimeError)
 
 
+def test_job_failure_is_reported_when_served(synth_session, monkeypatch):
+    """Served, the report runs later on the session's event loop, after the worker's except
+    block has ended."""
+    s, errors, deferred = synth_session, [], []
+    monkeypatch.setattr(jobs, "call_in_session", lambda doc, cb: deferred.append(cb))
+
+    def broken(*, callback=None):
+        raise RuntimeError("boom")
+
+    job = jobs.submit(s, broken, label="Broken", on_error=errors.append)
+    with pytest.raises(RuntimeError):
+        job.wait(5)
+    for cb in deferred:
+        cb()
+    assert not s.busy and "Broken failed: boom" in s.status and isinstance(errors[0], RuntimeError)
+
+
 def test_job_can_be_cancelled(synth_session):
     started, answers = threading.Event(), []
 

@@ -105,6 +105,19 @@ def test_table_row_click_changes_the_network_class(page, served):
     _shot(page, "row_click")
 
 
+def test_stretch_switch_restretches_the_similarity_cells(page, served):
+    app, _ = _open(page, served)
+    network = app.views["network"]
+    assert _wait(lambda: network.frames and len(network.frames["cells"]) > 0)
+    before = list(network.frames["cells"]["color"])
+    page.locator(".tlx-stretch-similarity .bk-knob").first.click()
+    assert _wait(lambda: app.session.stretch_similarity)
+    assert _wait(lambda: list(network.frames["cells"]["color"]) != before)
+    assert _wait(lambda: "per layer" in _deep_text(page.locator(".tlx-similarity-scale").first))
+    _shot(page, "stretch_similarity")
+    assert not page.js_errors
+
+
 def test_class_selection_changes_the_scatter(page, served):
     app, _ = _open(page, served)
     session, view = app.session, app.views["instances"]
@@ -154,7 +167,7 @@ def test_scatter_hover_tap_and_raster(page, served):
     time.sleep(0.5)
     fig = _scatter_figure_id(view)
     i = int(len(view._sx) // 2)
-    x, y, row = float(view._sx[i]), float(view._sy[i]), int(view._sub["row"].iloc[i])
+    x, y = float(view._sx[i]), float(view._sy[i])
     _click_data_point(page, fig, x, y, click=False)  # hover
     tooltip = page.locator(".tlx-tooltip").first
     tooltip.wait_for(state="visible", timeout=10000)

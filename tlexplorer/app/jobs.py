@@ -122,11 +122,12 @@ def submit(session: Any, fn: Callable[..., Any], *args: Any, label: str = "Worki
             result = fn(*args, callback=report, **kwargs)
         except BaseException as exc:  # reported to the user, not swallowed: on_error shows it
             log.exception("job %r failed", label)
+            error = exc  # `exc` is unbound when the except block ends, before `failed` runs
 
             def failed() -> None:
-                session.param.update(status=f"{label} failed: {exc}", busy=False)
+                session.param.update(status=f"{label} failed: {error}", busy=False)
                 if on_error is not None:
-                    on_error(exc)
+                    on_error(error)
             in_session(failed)
             raise
         job.progress = 1.0

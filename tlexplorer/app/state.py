@@ -108,6 +108,9 @@ class Session(param.Parameterized):
     hide_unimportant = param.Boolean(False, doc="Network view: hide regions 2-4")
     hide_source_weights = param.Boolean(
         False, doc="Network view: hide the source model's weight blocks")
+    stretch_similarity = param.Boolean(
+        False, doc="Network view: spread the similarity gray scale over the shown range "
+                   "(the paper maps 0 to 1)")
     selected_neuron = param.Parameter(
         None, doc="(model, layer, neuron) clicked last, or None")
     selected_weight = param.Parameter(

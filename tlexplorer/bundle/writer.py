@@ -509,7 +509,7 @@ class BundleWriter:
                 del out
 
         result = self._commit(relpath, write, {"shape": list(shape), "dtype": str(dtype)})
-        del parts
+        parts.clear()  # close the chunks' memory maps before deleting them
         if delete:
             self._delete_chunks(name)
         return result

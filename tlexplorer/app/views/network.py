@@ -38,7 +38,7 @@ from bokeh.models import (ColumnDataSource, HoverTool, PanTool, Range1d, ResetTo
                           WheelZoomTool, SaveTool)
 from bokeh.plotting import figure
 
-from tlexplorer.aggregates import MODELS, BoxStats, Histogram, NetworkBlockData, aggregates_for
+from tlexplorer.aggregates import BoxStats, Histogram, NetworkBlockData, aggregates_for
 from tlexplorer.app.state import Session
 from tlexplorer.app.views import SOURCE_COLOR, TARGET_COLOR
 
@@ -57,7 +57,7 @@ BAR_FILL = "#8c8c8c"
 FRAME_COLUMNS: dict[str, list[str]] = {
     "blocks": ["x", "y", "w", "h", "x0", "y0", "x1", "y1", "kind", "model", "layer", "layer_from",
                "layer_to", "row_index", "col_index", "row_model", "col_model", "transposed",
-               "cells_x0", "cells_y0", "cells_x1", "cells_y1"],
+               "cells_x0", "cells_y0", "cells_x1", "cells_y1", "sim_lo", "sim_hi"],
     "cells": ["x", "y", "w", "h", "color", "similarity", "layer", "row_model", "row_neuron",
               "col_model", "col_neuron", "row_rank", "col_rank"],
     "regions": ["x", "y", "w", "h", "kind", "region", "model", "layer", "description", "n"],
@@ -95,11 +95,39 @@ def col_model(i: int) -> str:
 _GRAY = np.array([f"#{v:02x}{v:02x}{v:02x}" for v in range(256)], dtype=object)
 
 
+#: Percentiles of a layer's similarities drawn brightest and darkest when stretched: robust to a
+#: few outliers (one fc6 pair at 0.37 among 676 at 0.7-0.99 would otherwise keep the rest dark).
+STRETCH_PERCENTILES = (2.0, 98.0)
+
+
+def similarity_range(cells: np.ndarray, stretch: bool) -> tuple[float, float]:
+    """The similarities of one matrix drawn brightest and darkest: 0 and 1 as in the paper, or
+    with ``stretch`` the matrix's own 2nd and 98th percentile (conductance cosines often all lie
+    in 0.8-1, which the paper's scale draws nearly black)."""
+    values = np.asarray(cells, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if not stretch or values.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(values, STRETCH_PERCENTILES))
+    return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
+
+
 def brightness_color(frac: np.ndarray) -> np.ndarray:
     """Gray hex colours: 0 -> brightest (near white), 1 -> darkest (paper: similarity 0 brightest)."""
     frac = np.clip(np.nan_to_num(np.asarray(frac, dtype=np.float64), nan=0.0), 0.0, 1.0)
     level = np.round(250 - frac * 225).astype(int)  # 250 .. 25
     return _GRAY[level]
+
+
+def similarity_legend(stretched: bool) -> str:
+    """HTML of the cells' gray scale, brightest on the left: 0 to 1 (the paper), or each layer's
+    own range (named next to the layer's CKA bars)."""
+    ramp = ", ".join(brightness_color(np.array([0.0, 1.0])))
+    lo, hi = ("low", "high (per layer)") if stretched else ("0", "1")
+    return (f"<span title='similarity of the region-1 cells' style='white-space:nowrap'>"
+            f"similarity {lo} <span style='display:inline-block;width:60px;height:10px;"
+            f"vertical-align:middle;border:1px solid #bbb;background:linear-gradient(to right, "
+            f"{ramp})'></span> {hi}</span>")
 
 
 class _Frame:
@@ -186,7 +214,8 @@ def _fmt(v: float) -> str:
 
 
 def layout_network(data: NetworkBlockData, *, hide_unimportant: bool = False,
-                   hide_source_weights: bool = False, summary: float = 4.0, gap: float = 2.6,
+                   hide_source_weights: bool = False, stretch_similarity: bool = False,
+                   summary: float = 4.0, gap: float = 2.6,
                    pad: float = 0.35) -> dict[str, pd.DataFrame]:
     """Glyph geometry of the zig-zag network relation view, in data units.
 
@@ -204,6 +233,9 @@ def layout_network(data: NetworkBlockData, *, hide_unimportant: bool = False,
         Leave out regions 2-4 of every block (only important x important cells remain).
     hide_source_weights : bool
         Leave out the source model's weight blocks.
+    stretch_similarity : bool
+        Spread each matrix's gray scale over its own similarity range (:func:`similarity_range`)
+        instead of the paper's 0 (brightest) to 1 (darkest); each layer's label names its range.
     summary : float
         Width of the band that holds regions 2-4 (in cells).
     gap : float
@@ -218,11 +250,13 @@ def layout_network(data: NetworkBlockData, *, hide_unimportant: bool = False,
         with its grid position ``row_index`` / ``col_index``), ``cells``, ``regions``, ``bars``,
         ``squares``, ``dots``, ``boxes``, ``whiskers``, ``medians``, ``wedges``, ``labels``,
         ``titles``, ``metric_bars``, ``metric_text`` and ``extent`` (one row: x0, y0, x1, y1).
+        Similarity blocks carry the similarities drawn brightest and darkest (sim_lo, sim_hi).
     """
     F = {name: _Frame(cols) for name, cols in FRAME_COLUMNS.items()}
     layers = list(data.layers)
     n = len(layers)
     band = 0.0 if hide_unimportant else pad + summary
+    scale_notes: dict[str, str] = {}
 
     def imp(model: str, layer: str) -> np.ndarray:
         return np.asarray(data.rankings[(model, layer)].important, dtype=np.int64)
@@ -235,7 +269,6 @@ def layout_network(data: NetworkBlockData, *, hide_unimportant: bool = False,
     x_start = np.concatenate([[0.0], np.cumsum(seg_x)])
     cy = [y_start[i] + gap for i in range(n)]  # top of region-1 rows of matrix i
     cx = [x_start[i] + gap for i in range(n)]  # left of region-1 columns of matrix i
-    font_rank = {}
 
     # ------------------------------------------------------------------ similarity matrices
     for i, layer in enumerate(layers):
@@ -246,19 +279,21 @@ def layout_network(data: NetworkBlockData, *, hide_unimportant: bool = False,
         kr, kc = len(rows_n), len(cols_n)
         rank_r = data.rankings[(rm, layer)].rank
         rank_c = data.rankings[(cm, layer)].rank
+        sim_lo, sim_hi = similarity_range(cells, stretch_similarity)
         F["blocks"].add(
             _n=1, x=cx[i] + (kc + band) / 2, y=cy[i] + (kr + band) / 2, w=kc + band, h=kr + band,
             x0=cx[i], y0=cy[i], x1=cx[i] + kc + band, y1=cy[i] + kr + band, kind="similarity",
             model="both", layer=layer, layer_from=layer, layer_to=layer, row_index=i, col_index=i,
             row_model=rm, col_model=cm, transposed=False, cells_x0=cx[i], cells_y0=cy[i],
-            cells_x1=cx[i] + kc, cells_y1=cy[i] + kr)
+            cells_x1=cx[i] + kc, cells_y1=cy[i] + kr, sim_lo=sim_lo, sim_hi=sim_hi)
         if kr and kc:
             R, C = np.meshgrid(np.arange(kr), np.arange(kc), indexing="ij")
             R, C = R.ravel(), C.ravel()
             sim = np.asarray(cells, dtype=np.float64)[R, C]
             F["cells"].add(
                 x=cx[i] + C + 0.5, y=cy[i] + R + 0.5, w=np.full(R.size, 0.94),
-                h=np.full(R.size, 0.94), color=brightness_color(sim), similarity=sim, layer=layer,
+                h=np.full(R.size, 0.94), color=brightness_color((sim - sim_lo) / (sim_hi - sim_lo)),
+                similarity=sim, layer=layer,
                 row_model=rm, row_neuron=rows_n[R], col_model=cm, col_neuron=cols_n[C],
                 row_rank=rank_r[rows_n[R]], col_rank=rank_c[cols_n[C]])
         # neuron indices: rows on the left, columns on top, coloured by domain
@@ -277,6 +312,8 @@ def layout_network(data: NetworkBlockData, *, hide_unimportant: bool = False,
             neuron=cols_n, rank=rank_c[cols_n], axis="col", layer_index=li)
         F["titles"].add(_n=1, x=x_start[i] + gap / 2 - 0.1, y=y_start[i] + gap / 2 - 0.1,
                         text=f"L{li + 1}", layer=layer)
+        if stretch_similarity:  # named next to the layer's metric bars
+            scale_notes[layer] = f" · gray {sim_lo:.2f}–{sim_hi:.2f}"
         if band:
             s0x, s0y = cx[i] + kc + pad, cy[i] + kr + pad
             h_r2 = sb.hist_os_it if rm == "target" else sb.hist_is_ot
@@ -386,7 +423,8 @@ def layout_network(data: NetworkBlockData, *, hide_unimportant: bool = False,
         mx = cx[j] + k_col[j] + band + 0.8
         my = y_start[i] + 0.9
         li = data.layer_index.get(layer, i)
-        F["metric_text"].add(_n=1, x=mx, y=my, text=f"L{li + 1} {layer}", layer=layer)
+        F["metric_text"].add(_n=1, x=mx, y=my, text=f"L{li + 1} {layer}{scale_notes.get(layer, '')}",
+                             layer=layer)
         rows = [("CKA", [("cka_target_data", TARGET_COLOR, "target data"),
                          ("cka_source_data", SOURCE_COLOR, "source data")], 1.0),
                 ("A-dist", [("a_distance_source_model", SOURCE_COLOR, "source model"),
@@ -512,12 +550,15 @@ class NetworkView(pn.viewable.Viewer):
                          for name, cols in FRAME_COLUMNS.items()}
         self._figure = self._build_figure()
         self._plot_pane = pn.pane.Bokeh(self._figure, sizing_mode="fixed")
+        self._scale_legend = pn.pane.HTML(similarity_legend(False), margin=(18, 5, 5, 5),
+                                          css_classes=["tlx-similarity-scale"])
         self._layout = None
         from tlexplorer.app.views.neuron_detail import NeuronDetail, WeightDetail
         self.neuron_detail = NeuronDetail(session=self.session)
         self.weight_detail = WeightDetail(session=self.session)
         self.session.param.watch(self._on_data_params, ["focus_class", "layers"])
-        self.session.param.watch(self._on_toggles, ["hide_unimportant", "hide_source_weights"])
+        self.session.param.watch(self._on_toggles, ["hide_unimportant", "hide_source_weights",
+                                                    "stretch_similarity"])
         self._update_data()
 
     # ------------------------------------------------------------------ bokeh figure
@@ -611,11 +652,13 @@ class NetworkView(pn.viewable.Viewer):
         layers = list(s.layers) if s.layers else list(s.layer_names)
         return s.focus_class, layers
 
-    def _toggles(self) -> tuple[bool, bool]:
-        return bool(self.session.hide_unimportant), bool(self.session.hide_source_weights)
+    def _toggles(self) -> tuple[bool, bool, bool]:
+        s = self.session
+        return bool(s.hide_unimportant), bool(s.hide_source_weights), bool(s.stretch_similarity)
 
-    def _frames_for(self, data: NetworkBlockData, toggles: tuple[bool, bool]) -> dict:
-        return layout_network(data, hide_unimportant=toggles[0], hide_source_weights=toggles[1])
+    def _frames_for(self, data: NetworkBlockData, toggles: tuple[bool, bool, bool]) -> dict:
+        return layout_network(data, hide_unimportant=toggles[0], hide_source_weights=toggles[1],
+                              stretch_similarity=toggles[2])
 
     def _update_data(self) -> None:
         """Recompute aggregates and layout of the focus class and layers (off the loop when served).
@@ -675,6 +718,7 @@ class NetworkView(pn.viewable.Viewer):
         with param.edit_constant(self):
             self.frames = frames
         ext = frames["extent"].iloc[0]
+        self._scale_legend.object = similarity_legend(bool(self._toggles()[2]))
         p = self._figure
         margin = 0.5
         x0, x1 = float(ext.x0) - margin, float(ext.x1) + margin
@@ -750,6 +794,7 @@ class NetworkView(pn.viewable.Viewer):
         s.param.watch(from_session, "layers")
         hide_unimp = pn.widgets.Switch.from_param(s.param.hide_unimportant, name="", width=40)
         hide_src = pn.widgets.Switch.from_param(s.param.hide_source_weights, name="", width=40)
+        stretch = pn.widgets.Switch.from_param(s.param.stretch_similarity, name="", width=40)
         legend = pn.pane.HTML(
             f"<span style='color:{SOURCE_COLOR};font-weight:600'>■ source</span>&nbsp; "
             f"<span style='color:{TARGET_COLOR};font-weight:600'>■ target</span>&nbsp; "
@@ -762,7 +807,9 @@ class NetworkView(pn.viewable.Viewer):
                    margin=(10, 5)),
             pn.Row(hide_src, pn.pane.HTML("hide source weights", margin=(18, 2, 5, 0)),
                    margin=(10, 5)),
-            legend, pn.indicators.LoadingSpinner(value=self.param.updating, size=20,
+            pn.Row(stretch, pn.pane.HTML("stretch similarity", margin=(18, 2, 5, 0)),
+                   margin=(10, 5), css_classes=["tlx-stretch-similarity"]),
+            self._scale_legend, legend, pn.indicators.LoadingSpinner(value=self.param.updating, size=20,
                                                  margin=(18, 5)),
             flex_wrap="wrap", sizing_mode="stretch_width", css_classes=["tlx-network-titlebar"])
 
