@@ -29,16 +29,22 @@ def run_summary(history) -> str:
 
 
 def _run_is_complete(run_dir: Path, per_class: int) -> bool:
+    """A finished digits run with this many instances per class and today's digits-alexnet (a run
+    of an earlier version, whose defaults differed, is retrained)."""
     import json
+
+    from .models import architecture_kwargs
 
     config = run_dir / "config.json"  # written last by the trainer: present means complete
     if not config.is_file():
         return False
     try:
-        spec = json.loads(config.read_text()).get("data", {})
+        config = json.loads(config.read_text())
     except ValueError:
         return False
-    return spec.get("name") == "digits" and spec.get("per_class") == per_class
+    spec, model = config.get("data", {}), config.get("model", {})
+    return (spec.get("name") == "digits" and spec.get("per_class") == per_class
+            and model.get("kwargs") == architecture_kwargs("digits-alexnet"))
 
 
 def _bundle_matches_run(bundle_dir: Path, run_dir: Path) -> bool:

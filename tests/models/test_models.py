@@ -91,3 +91,14 @@ def test_equal_weights_give_byte_identical_checkpoints(tmp_path):
 
     model = build_model("digits-alexnet", 10)
     assert file_sha256(save_checkpoint(model, tmp_path / "a.pt")) == file_sha256(save_checkpoint(model, tmp_path / "b.pt"))
+
+
+def test_architecture_kwargs_record_the_defaults():
+    from tlexplorer.models import architecture_kwargs
+
+    kwargs = architecture_kwargs("digits-alexnet", {"hidden": (16, 8)})
+    assert kwargs == {"channels": [24, 48, 64, 64, 48], "hidden": [16, 8], "dropout": 0.3}
+    a, b = build_model("digits-alexnet", 3, **kwargs), build_model("digits-alexnet", 3, hidden=(16, 8))
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+    assert architecture_kwargs("resnet18", None) == {}
+    assert architecture_kwargs("mypkg.nets:make", {"width": 2}) == {"width": 2}

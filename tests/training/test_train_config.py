@@ -29,6 +29,8 @@ def test_json_and_defaults(tmp_path):
     path.write_text(json.dumps({"data": {"kind": "scenario", "name": "digits"}}))
     data, model, options = load_train_config(path)
     assert model["name"] == "digits-alexnet" and options == TrainOptions()
+    # the architecture's defaults are recorded, so a later change of defaults cannot break the run
+    assert model["kwargs"] == {"channels": [24, 48, 64, 64, 48], "hidden": [192, 96], "dropout": 0.3}
     assert TrainOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
 
 

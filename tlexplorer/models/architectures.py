@@ -69,6 +69,25 @@ class DigitsAlexNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+def architecture_kwargs(name: str, kwargs: "dict | None" = None) -> dict:
+    """``kwargs`` with the architecture's defaults filled in, JSON-ready (tuples as lists).
+
+    Runs and bundles record these, so that they rebuild the same network even after a default
+    changes (a checkpoint of the wider digits-alexnet of an earlier version then still loads).
+    Only ``digits-alexnet`` has defaults of its own; other names get ``kwargs`` unchanged.
+    """
+    kwargs = dict(kwargs or {})
+    if name != "digits-alexnet":
+        return kwargs
+    import inspect
+
+    params = inspect.signature(DigitsAlexNet.__init__).parameters
+    defaults = {key: p.default for key, p in params.items()
+                if key not in ("self", "num_classes") and p.default is not inspect.Parameter.empty}
+    merged = {**defaults, **kwargs}
+    return {key: list(v) if isinstance(v, tuple) else v for key, v in merged.items()}
+
+
 def build_model(name: str, num_classes: int, *, pretrained: bool = False, **kwargs) -> nn.Module:
     """A model by architecture name with a ``num_classes`` head.
 

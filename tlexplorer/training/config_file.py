@@ -193,7 +193,8 @@ def _check_choice(obj, name: str, choices) -> None:
 
 def normalize_model_spec(spec: "dict | str | None") -> dict:
     """Check a model spec and fill defaults: ``{"name", "num_classes" (None: the data's class count),
-    "kwargs", "pretrained", "source_checkpoint"}``.
+    "kwargs" (with the architecture's defaults, see :func:`tlexplorer.models.architecture_kwargs`),
+    "pretrained", "source_checkpoint"}``.
 
     Raises
     ------
@@ -225,7 +226,10 @@ def normalize_model_spec(spec: "dict | str | None") -> dict:
     ckpt = spec.get("source_checkpoint")
     if ckpt is not None and not isinstance(ckpt, (str, os.PathLike)):
         raise ConfigError(f"model source_checkpoint must be a path, got {ckpt!r}")
-    return {"name": name, "num_classes": num_classes, "kwargs": dict(kwargs), "pretrained": pretrained,
+    from ..models import architecture_kwargs
+
+    return {"name": name, "num_classes": num_classes, "kwargs": architecture_kwargs(name, kwargs),
+            "pretrained": pretrained,
             "source_checkpoint": str(ckpt) if ckpt is not None else None}
 
 
