@@ -55,6 +55,11 @@ def main() -> int:
             for selector in VIEWS.values():
                 page.wait_for_selector(f"{selector} canvas", timeout=60_000)
             page.wait_for_timeout(4000)  # background jobs (network blocks, thumbnails) settle
+            pending = page.locator(".tlx-feature-view .tlx-featurevis-pending")
+            for _ in range(60):  # feature visualizations of the ranking list, computed on demand
+                if pending.count() == 0:
+                    break
+                page.wait_for_timeout(1000)
             page.screenshot(path=str(args.out / "dashboard.png"))
             for name, selector in VIEWS.items():
                 page.locator(selector).first.screenshot(path=str(args.out / f"{name}.png"))
