@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Iterator
 
@@ -13,19 +13,15 @@ from typing import Iterator
 def atomic_path(path: "str | os.PathLike", suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto ``path`` only on success.
 
-    A crash or Ctrl-C leaves the old file (if any) untouched and removes the temporary one.
+    The temporary name is hidden and unique (``.NAME.<random>SUFFIX.tmp``) and not created here, so
+    the caller may open it exclusively. A crash or Ctrl-C leaves the old file (if any) untouched
+    and removes the temporary one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = path.with_name(f".{path.name}.{secrets.token_hex(6)}{suffix}.tmp")
     try:
         yield tmp_path
-        # mkstemp creates owner-only files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -179,8 +179,7 @@ class _Accumulator:
             self.total = part if self.total is None else self.total + part
 
     def result(self) -> Tensor:
-        inverse = tuple(sorted(range(len(self.perm)), key=self.perm.__getitem__))
-        return self.total.permute(inverse)
+        return self.total.permute(_inverse(self.perm))
 
 
 def _depends_on(out: Tensor, first: Tensor) -> bool:
@@ -249,9 +248,7 @@ class _PathRecorder:
         y_b, y_x = e[:self.group], e[self.group:]
         alphas = self.path[2].view(-1, *([1] * e.dim()))
         y = torch.addcmul(y_b.unsqueeze(0), alphas, (y_x - y_b).unsqueeze(0))
-        y = y.reshape(self.steps * self.group, *e.shape[1:])
-        inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
-        return y.permute(inverse)
+        return y.reshape(self.steps * self.group, *e.shape[1:]).permute(_inverse(perm))
 
     def hook(self, name: str):
         def fn(module, inputs, output):
@@ -356,6 +353,11 @@ def _memory_order(t: Tensor) -> tuple:
     return perm
 
 
+def _inverse(perm: tuple) -> tuple:
+    """The permutation that undoes ``tensor.permute(perm)``."""
+    return tuple(sorted(range(len(perm)), key=perm.__getitem__))
+
+
 def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor, steps_per_chunk,
                        endpoints_on_path: bool, memory_format=torch.contiguous_format):
     """Fill the accumulators of ``rec`` with the conductance of G instances; return ``F(x) - F(b)``
@@ -367,6 +369,7 @@ def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor
     n_points = alphas.numel()
     g_count = x.shape[0]
     diff = x - b
+    ends = torch.cat([b, x]).contiguous(memory_format=memory_format)  # for affine first layers
     f_start = f_end = None
     for s0 in range(0, n_points, steps_per_chunk):
         s1 = min(s0 + steps_per_chunk, n_points)
@@ -374,7 +377,6 @@ def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor
         a = alphas[s0:s1].view(steps, *([1] * x.dim()))
         points = (b.unsqueeze(0) + a * diff.unsqueeze(0)).reshape(steps * g_count, *x.shape[1:])
         points = points.contiguous(memory_format=memory_format)
-        ends = torch.cat([b, x]).contiguous(memory_format=memory_format)
         rec.start_pass(steps, g_count, s1 < n_points, path=(points, ends, alphas[s0:s1]))
         with torch.enable_grad():
             logits = model(points)

@@ -20,7 +20,6 @@ import datetime as _dt
 import json
 import logging
 import os
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -28,6 +27,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import polars as pl
 
+from tlexplorer._io import atomic_path
 from tlexplorer.bundle import schema
 from tlexplorer.bundle.schema import (
     MANIFEST, SCHEMA_VERSION, array_relpath, dumps_json, file_entry, file_relpath,
@@ -45,11 +45,6 @@ PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "statistics": 
 
 
 # ------------------------------------------------------------------ small file helpers
-def _tmp_path(dest: Path) -> Path:
-    """A hidden, unique temporary name in ``dest``'s folder (hidden names are never artefacts)."""
-    return dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.tmp")
-
-
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -91,17 +86,10 @@ def save_npy(path: Path, arr: np.ndarray) -> None:
 def write_array_atomic(dest: Path, array, *, durable: bool = True) -> None:
     """Write ``array`` as ``.npy`` to ``dest`` via a temporary file and a rename."""
     arr = _check_array(dest.name, array)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(dest)
-    try:
+    with atomic_path(dest) as tmp:
         save_npy(tmp, arr)
         if durable:
             _fsync_file(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _rmtree(path: Path) -> None:
@@ -249,15 +237,8 @@ class BundleWriter:
             raise RuntimeError(f"{self!r}: already finalized; start a new BundleWriter")
 
     def _write_small_json(self, dest: Path, obj) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_path(dest)
-        try:
+        with atomic_path(dest) as tmp:
             tmp.write_text(dumps_json(obj), encoding="utf-8")
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
 
     def _marker(self, relpath: str) -> Path:
         return resolve_inside(self._progress, relpath + ".json")
@@ -271,20 +252,13 @@ class BundleWriter:
         """
         self._check_open()
         dest = resolve_inside(self.work_dir, relpath)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_path(dest)
         marker = self._marker(relpath)
-        try:
+        with atomic_path(dest) as tmp:
             write(tmp)
             if self.durable:
                 _fsync_file(tmp)
             with contextlib.suppress(FileNotFoundError):
                 marker.unlink()
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
         st = dest.stat()
         entry = dict(info) if info is not None else {"shape": None, "dtype": None}
         entry.update(bytes=st.st_size, sha256=schema.sha256_file(dest),
@@ -611,19 +585,10 @@ class BundleWriter:
         text = dumps_json(out)  # TypeError here, before anything moves, if not JSON-able
         manifest_path = self.work_dir / MANIFEST
 
-        def write(tmp: Path) -> None:
+        with atomic_path(manifest_path) as tmp:
             tmp.write_text(text, encoding="utf-8")
             if self.durable:
                 _fsync_file(tmp)
-
-        tmp = _tmp_path(manifest_path)
-        try:
-            write(tmp)
-            os.replace(tmp, manifest_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
         if self.durable:
             _fsync_dir(self.work_dir)
         self._swap_into_place()

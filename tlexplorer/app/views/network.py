@@ -718,7 +718,7 @@ class NetworkView(pn.viewable.Viewer):
         with param.edit_constant(self):
             self.frames = frames
         ext = frames["extent"].iloc[0]
-        self._scale_legend.object = similarity_legend(bool(self._toggles()[2]))
+        self._scale_legend.object = similarity_legend(bool(self.session.stretch_similarity))
         p = self._figure
         margin = 0.5
         x0, x1 = float(ext.x0) - margin, float(ext.x1) + margin
