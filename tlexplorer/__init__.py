@@ -23,6 +23,7 @@ _EXPORTS = {
     "load_scenario": "tlexplorer.scenarios",
     "load_transfer_data": "tlexplorer.datasets",
     "build_model": "tlexplorer.models",
+    "allow_factory": "tlexplorer.models.factories",
     "hidden_layers": "tlexplorer.models",
     "load_checkpoint": "tlexplorer.models",
     "save_checkpoint": "tlexplorer.models",

@@ -68,6 +68,8 @@ def cmd_info(args) -> int:
 def cmd_train(args) -> int:
     from .training import TrainOptions, load_train_config, train_transfer
 
+    _allow_factories(args)
+
     if args.config:
         data_spec, model_spec, options = load_train_config(args.config)
         data = None
@@ -98,6 +100,8 @@ def cmd_train(args) -> int:
 def cmd_analyze(args) -> int:
     from .pipeline import AnalyzeOptions, analyze
 
+    _allow_factories(args)
+
     options = AnalyzeOptions(
         layers=args.layers.split(",") if args.layers else None, n_steps=args.n_steps,
         per_class=args.per_class, device=args.device, batch_size=args.batch_size,
@@ -107,15 +111,41 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def _allow_factories(args) -> None:
+    """Make the factories named with --allow-factory (and TLX_ALLOW_FACTORIES) importable, now:
+    a typo is one line at start-up, not a failure later."""
+    from .models.factories import add_pythonpath, allow_factory, allow_from_environment
+
+    add_pythonpath(args.pythonpath or ())
+    allow_from_environment()
+    for name in args.allow_factory or ():
+        allow_factory(name)
+
+
+def _warn_secret_on_command_line(args) -> None:
+    from pathlib import Path as _Path
+
+    if args.cookie_secret:
+        print("warning: --cookie-secret is visible to every user of this machine (ps); use "
+              "--cookie-secret-file or TLX_COOKIE_SECRET", file=sys.stderr)
+    if args.basic_auth and not _Path(args.basic_auth).expanduser().is_file():
+        print("warning: a password given with --basic-auth is visible to every user of this "
+              "machine (ps); give a JSON file of users instead, or set TLX_BASIC_AUTH",
+              file=sys.stderr)
+
+
 def cmd_serve(args) -> int:
     from .app.serve import serve
     from .bundle import open_bundle
 
     for path in args.bundles:  # validate before starting the server: a clear error on the terminal
         open_bundle(path)
+    _warn_secret_on_command_line(args)
     serve(args.bundles, port=args.port, address=args.address, num_threads=args.threads,
-          basic_auth=args.basic_auth, cookie_secret=args.cookie_secret,
-          allow_websocket_origin=args.allow_websocket_origin, show=args.show)
+          num_procs=args.num_procs, basic_auth=args.basic_auth, cookie_secret=args.cookie_secret,
+          cookie_secret_file=args.cookie_secret_file, allow_factories=args.allow_factory or (),
+          pythonpath=args.pythonpath or (), allow_websocket_origin=args.allow_websocket_origin,
+          show=args.show)
     return 0
 
 
@@ -127,6 +157,15 @@ def cmd_demo(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------- parser
+def _factory_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-factory", action="append", default=None, metavar="MODULE:FUNCTION",
+                   help="a model factory this command may import (repeatable; also "
+                        "TLX_ALLOW_FACTORIES): needed for runs and bundles of your own CNNs")
+    p.add_argument("--pythonpath", action="append", default=None, metavar="DIR",
+                   help="folder to import --allow-factory modules from (repeatable; also "
+                        "TLX_PYTHONPATH)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="tlexplorer",
@@ -157,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (TLX_DEVICE)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _factory_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("analyze", help="compute the analysis bundle of a training run")
@@ -174,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also attribute the source model on source data")
     p.add_argument("--restart", action="store_true", help="ignore completed work of an interrupted run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _factory_arguments(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("serve", help="serve the dashboard for one or more analysis bundles")
@@ -182,9 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="address to listen on (default: localhost)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="worker threads so sessions stay responsive while one computes")
-    p.add_argument("--basic-auth", default=None,
-                   help="password, or a JSON file of {user: password}, to require a login")
-    p.add_argument("--cookie-secret", default=None, help="secret for signed cookies (with auth)")
+    p.add_argument("--num-procs", type=_positive_int, default=1,
+                   help="server processes sharing the port (Linux, macOS): pages of many users "
+                        "are built in parallel; about one per core")
+    p.add_argument("--basic-auth", default=None, metavar="FILE",
+                   help="require a login: a JSON file of {user: password} (default: "
+                        "TLX_BASIC_AUTH, a file or a password)")
+    p.add_argument("--cookie-secret-file", default=None, metavar="FILE",
+                   help="file holding the secret that signs login cookies (default: "
+                        "TLX_COOKIE_SECRET; else random, and logins end with the server)")
+    p.add_argument("--cookie-secret", default=None, help=argparse.SUPPRESS)  # visible in ps
+    _factory_arguments(p)
     p.add_argument("--allow-websocket-origin", action="append", default=None,
                    help="host[:port] browsers may connect from (repeatable), when hosting")
     p.add_argument("--show", action="store_true", help="open a browser tab")

@@ -27,6 +27,15 @@ THUMB = 16
 EPOCHS = 5
 
 
+def _component(text: str) -> str:
+    """A class name as an artefact name segment, as the pipeline writes it."""
+    try:
+        from tlexplorer.bundle.schema import safe_component
+    except ImportError:
+        return text
+    return safe_component(text)
+
+
 def _important_count(n: int, fraction: float) -> int:
     return max(1, int(math.ceil(n * fraction)))
 
@@ -66,7 +75,8 @@ def _thumbnail(rng: np.random.Generator, label: int, n_classes: int, domain: str
 
 def build_synthetic_content(*, classes: Iterable[str] = ("0", "1", "2"), per_class: int = 6,
                             layers=DEFAULT_LAYERS, seed: int = 0, k_weights: int = 6,
-                            neuron_fraction: float = 0.1):
+                            neuron_fraction: float = 0.1,
+                            domains: "tuple[str, str]" = (SOURCE_DOMAIN, TARGET_DOMAIN)):
     """The bundle's manifest fields, tables and arrays as in-memory objects.
 
     Returns
@@ -86,7 +96,7 @@ def build_synthetic_content(*, classes: Iterable[str] = ("0", "1", "2"), per_cla
     tgt_acc_on_tgt = np.full(n_classes, 0.9)
     n_val = max(1, int(round(per_class * 0.15)))
     centers = rng.normal(scale=12.0, size=(n_classes, 2))
-    for role, domain in (("source", SOURCE_DOMAIN), ("target", TARGET_DOMAIN)):
+    for role, domain in zip(("source", "target"), domains):
         index = 0
         for label, name in enumerate(classes):
             for j in range(per_class):
@@ -273,8 +283,8 @@ def build_synthetic_content(*, classes: Iterable[str] = ("0", "1", "2"), per_cla
             mt = int((labels[rows_by_domain["target"]] == lab).sum())
         proj = np.concatenate([rng.normal(loc=(-1.0, 0.0), size=(ms, 2)),
                                rng.normal(loc=(1.0, 0.0), size=(mt, 2))]).astype(np.float32)
-        arrays[f"discriminability/{scope}/projection"] = proj
-        arrays[f"discriminability/{scope}/axes"] = rng.normal(
+        arrays[f"discriminability/{_component(scope)}/projection"] = proj
+        arrays[f"discriminability/{_component(scope)}/axes"] = rng.normal(
             scale=0.5, size=(len(coefs), 2)).astype(np.float32)
         summaries.append({"scope": scope, "cv_accuracy": float(rng.uniform(0.6, 0.95)),
                           "C": 1.0, "n_source": ms, "n_target": mt, "n_features": len(coefs)})
@@ -316,8 +326,8 @@ def build_synthetic_content(*, classes: Iterable[str] = ("0", "1", "2"), per_cla
         "tlexplorer_version": "0.1.0",
         "created": "2024-01-01T00:00:00+00:00",
         "versions": {"python": "3", "numpy": np.__version__, "polars": pl.__version__},
-        "source_domain": SOURCE_DOMAIN,
-        "target_domain": TARGET_DOMAIN,
+        "source_domain": domains[0],
+        "target_domain": domains[1],
         "classes": classes,
         "model": {"name": "synthetic", "num_classes": n_classes, "kwargs": {}},
         "layers": [{"name": name, "kind": kind, "neurons": size} for name, kind, size in layers],
@@ -335,7 +345,9 @@ def build_synthetic_content(*, classes: Iterable[str] = ("0", "1", "2"), per_cla
 
 
 def make_synthetic_bundle(path, *, classes=("0", "1", "2"), per_class: int = 6,
-                          layers=DEFAULT_LAYERS, seed: int = 0) -> Path:
+                          layers=DEFAULT_LAYERS, seed: int = 0,
+                          domains: "tuple[str, str]" = (SOURCE_DOMAIN, TARGET_DOMAIN),
+                          model: "dict | None" = None) -> Path:
     """Write a complete schema-1 bundle with plausible random content into ``path``.
 
     Parameters
@@ -350,6 +362,10 @@ def make_synthetic_bundle(path, *, classes=("0", "1", "2"), per_class: int = 6,
         The analysed layers in network order.
     seed : int
         Seed of all random content.
+    domains : (str, str)
+        Names of the source and the target domain.
+    model : dict, optional
+        The manifest's model spec (default: a "synthetic" architecture no process can build).
 
     Returns
     -------
@@ -358,7 +374,9 @@ def make_synthetic_bundle(path, *, classes=("0", "1", "2"), per_class: int = 6,
     """
     path = Path(path)
     manifest, tables, arrays = build_synthetic_content(
-        classes=classes, per_class=per_class, layers=layers, seed=seed)
+        classes=classes, per_class=per_class, layers=layers, seed=seed, domains=domains)
+    if model is not None:
+        manifest["model"] = model
     try:
         from tlexplorer.bundle import BundleWriter
     except ImportError:

@@ -21,7 +21,8 @@ def app(synth_path):
 
 def _alert_texts(tpl):
     # Template.select trips over its BrowserInfo item in Panel 1.9; the alerts live in main
-    return [str(a.object) for item in tpl.main for a in item.select(pn.pane.Alert)]
+    return [str(a.object) for item in tpl.main for a in item.select(pn.pane.HTML)
+            if "tlx-alert" in a.css_classes]
 
 
 def test_real_views_are_used():
@@ -222,3 +223,56 @@ def test_url_adapter_switches_only_to_configured_bundles(synth_path, tmp_path):
     assert app.bundle_name == "main"
     state.bundle = 2  # ?bundle=2 arrives as an int
     assert app.bundle_name == "2" and app.session.classes == ["a", "b"]
+
+
+def test_a_changed_file_is_named_in_its_view_and_the_others_work(synth_path, tmp_path):
+    changed = tmp_path / "changed"
+    shutil.copytree(synth_path, changed)
+    manifest = json.loads((changed / "manifest.json").read_text())
+    manifest["note"] = "a copy"  # another content key: nothing cached for the original is reused
+    (changed / "manifest.json").write_text(json.dumps(manifest))
+    target = changed / "tables" / "discriminability.parquet"
+    data = bytearray(target.read_bytes())
+    for i in range(-96, -32):  # 64 flipped bytes, same size: only the sha256 notices
+        data[i] ^= 0xFF
+    target.write_bytes(bytes(data))
+    app = create_app(str(changed), query={}).tlx_app
+    assert app.session is not None
+    assert set(app.views) == {"stats", "network", "instances"}
+    error = app.cards["features"].body.objects[0].object
+    assert "discriminability.parquet: corrupt" in error and "sha256" in error
+    for key in ("stats", "network", "instances"):
+        assert app.cards[key].body.objects[0] is app.views[key].__panel__()
+
+
+def test_three_sessions_at_once_are_all_served(synth_path):
+    """Three browser sessions opened together: each gets its frame, then all four views."""
+    import socket
+    import time
+    import urllib.request
+
+    from page_probe import open_pages
+    from tlexplorer.app import builds
+    from tlexplorer.app.serve import serve
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = serve([str(synth_path)], port=port, address="127.0.0.1", threaded=True,
+                   verbose=False, warm=False, num_threads=2)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(url + "tlx-health", timeout=2):
+                break
+        except Exception:
+            time.sleep(0.1)
+    try:
+        built = builds.build_queue().built
+        results = open_pages(url, 3, timeout=120)
+        assert [r.error for r in results] == [None, None, None]
+        assert all(r.done_s is not None and r.frame_s < r.done_s for r in results)
+        assert builds.build_queue().built >= built + 3
+    finally:
+        server.stop()
+        pn.config.nthreads = None

@@ -163,9 +163,12 @@ def test_truncated_array_on_open_and_after_open(bundle_path):
     with pytest.raises(BundleError, match=r"tsne\.npy: truncated"):
         b.array("tsne")
 
-    # the manifest agreeing with a truncated file (written by something else): np.load fails
-    edit_manifest(bundle_path,
-                  lambda m: m["files"]["arrays/tsne.npy"].update(bytes=size - 7))
+    # the manifest agreeing with a truncated file (written by something else, no sha256):
+    # np.load fails
+    def agree(m):
+        m["files"]["arrays/tsne.npy"].update(bytes=size - 7)
+        m["files"]["arrays/tsne.npy"].pop("sha256")
+    edit_manifest(bundle_path, agree)
     with pytest.raises(BundleError, match=r"tsne\.npy: corrupt array \(.*\)") as info:
         open_bundle(bundle_path).array("tsne", mmap=True)
     assert "\n" not in str(info.value)
@@ -176,11 +179,15 @@ def test_corrupt_array_header_and_shape_mismatch(bundle_path):
     data = bytearray(target.read_bytes())
     data[:6] = b"NOTNPY"
     target.write_bytes(bytes(data))
-    b = open_bundle(bundle_path)  # same size: the cheap check passes
-    with pytest.raises(BundleError, match=r"tsne\.npy: corrupt array"):
+    b = open_bundle(bundle_path)  # same size: the cheap check passes, the first read does not
+    with pytest.raises(BundleError, match=r"tsne\.npy: corrupt \(its sha256 differs"):
         b.array("tsne")
     with pytest.raises(BundleError, match=r"tsne\.npy: corrupt \(sha256"):
         b.verify()
+    # written by something that records no sha256: the decoder's own check names the file
+    edit_manifest(bundle_path, lambda m: m["files"]["arrays/tsne.npy"].pop("sha256"))
+    with pytest.raises(BundleError, match=r"tsne\.npy: corrupt array"):
+        open_bundle(bundle_path).array("tsne")
 
     edit_manifest(bundle_path, lambda m: m["files"][f"arrays/{COND}/features.conv1.npy"]
                   .update(shape=[6, 5]))
@@ -208,6 +215,10 @@ def test_corrupt_parquet(bundle_path):
     target = bundle_path / "tables" / "neurons.parquet"
     size = target.stat().st_size
     target.write_bytes(b"PAR1" + b"\x00" * (size - 8) + b"PAR1")
+    b = open_bundle(bundle_path)
+    with pytest.raises(BundleError, match=r"neurons\.parquet: corrupt \(its sha256"):
+        b.table("neurons")
+    edit_manifest(bundle_path, lambda m: m["files"]["tables/neurons.parquet"].pop("sha256"))
     b = open_bundle(bundle_path)
     with pytest.raises(BundleError, match=r"neurons\.parquet: corrupt table \(") as info:
         b.table("neurons")
@@ -290,3 +301,46 @@ def test_bundle_without_sha256_entries_opens(tmp_path):
     np.testing.assert_array_equal(b.array("x"), np.arange(3))
     b.verify()
     assert b.classes == [] and b.layers == []
+
+
+def test_changed_bytes_are_caught_on_first_read_once_per_file(bundle_path, monkeypatch):
+    from tlexplorer.bundle import reader
+
+    target = bundle_path / "arrays" / "tsne.npy"
+    data = bytearray(target.read_bytes())
+    data[-8:] = bytes(b ^ 0xFF for b in data[-8:])  # same size: the cheap check on open passes
+    target.write_bytes(bytes(data))
+    hashed = []
+    real = reader.sha256_file
+    monkeypatch.setattr(reader, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    b = open_bundle(bundle_path)
+    with pytest.raises(BundleError, match=r"tsne\.npy: corrupt \(its sha256 differs"):
+        b.array("tsne")
+    assert b.table("instances").height == 6  # the other files keep working
+    b.table("instances")
+    b.array(f"{COND}/features.conv1", mmap=False)
+    b.array(f"{COND}/features.conv1", mmap=True)  # another cache key, same file
+    assert hashed.count("instances.parquet") == 1 and hashed.count("features.conv1.npy") == 1
+
+
+def test_links_are_not_followed(bundle_path, tmp_path):
+    outside = tmp_path / "outside.npy"
+    np.save(outside, np.zeros((6, 2), np.float32))
+    tsne = bundle_path / "arrays" / "tsne.npy"
+    tsne.unlink()
+    tsne.symlink_to(outside)
+    with pytest.raises(BundleError, match=r"tsne\.npy: is a symbolic link"):
+        open_bundle(bundle_path)
+
+
+def test_the_cache_is_never_written_through_a_link(bundle_path, tmp_path):
+    b = open_bundle(bundle_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (bundle_path / "cache").mkdir(exist_ok=True)
+    (bundle_path / "cache" / "featurevis").symlink_to(elsewhere, target_is_directory=True)
+    assert b.write_cache_array("featurevis/target/features.conv1/0", np.zeros((2, 2), np.uint8)) \
+        is False
+    assert list(elsewhere.iterdir()) == []
+    assert b.cache_array("featurevis/target/features.conv1/0") is None
+    assert b.write_cache_array("other/x", np.zeros(2, np.uint8)) is True

@@ -7,6 +7,7 @@ from torch import nn
 from tlexplorer.datasets import ArrayDomainSplit, TransferData
 from tlexplorer.errors import ModelError
 from tlexplorer.models import build_model, hidden_layers, save_checkpoint
+from tlexplorer.models.factories import allow_factory, disallow_all
 from tlexplorer.training import load_run
 from tlexplorer.training.imports import import_run
 
@@ -31,14 +32,22 @@ def tiny_data():
                         split("target", "train", 6), split("target", "val", 4))
 
 
-FACTORY = f"{__name__}:make_net"
+FACTORY = "test_imports_nets:make_net"  # the name a run records for the user's factory
+
+
+@pytest.fixture(autouse=True)
+def allowed_factory():
+    """The user allowed their factory (as ``--allow-factory`` does on the command line)."""
+    allow_factory(FACTORY, make_net)
+    yield
+    disallow_all()
 
 
 def test_factory_named_models_build_and_discover_layers():
     model = build_model(FACTORY, 3, width=5)
     assert [(l.name, l.kind, l.neurons) for l in hidden_layers(model)] == [("0", "conv", 5), ("4", "linear", 6)]
-    with pytest.raises(ModelError, match="cannot be imported"):
-        build_model("no_such_module_xyz:make", 3)
+    with pytest.raises(ModelError, match="not allowed.*--allow-factory other_mod:make"):
+        build_model("other_mod:make", 3)
 
 
 def test_import_run_from_two_checkpoints(tmp_path):

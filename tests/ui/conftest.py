@@ -50,15 +50,13 @@ class Served:
         return self.apps[count - 1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def start_served(path, **serve_kwargs):
+    """Serve the bundle at ``path`` on a free port in a thread; returns (Served, stop)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     from tlexplorer.app import dashboard, loading
     from tlexplorer.app import serve as serve_module
 
-    path = synthetic_bundle.make_synthetic_bundle(
-        tmp_path_factory.mktemp("ui") / "digits", per_class=40, seed=0)
     bundle = loading.load_bundle(path)
     try:
         from tlexplorer.app.views.neuron_detail import feature_vis_service
@@ -78,24 +76,49 @@ def served(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(serve_module, "create_app", recording_create_app)
     port = _free_port()
+    serve_kwargs = {"verbose": False, "num_threads": 2, **serve_kwargs}
     server = serve_module.serve([str(path)], port=port, address="127.0.0.1", threaded=True,
-                                allow_websocket_origin=[f"127.0.0.1:{port}"], verbose=False,
-                                num_threads=2, liveness=True)
+                                allow_websocket_origin=[f"127.0.0.1:{port}"], **serve_kwargs)
     url = f"http://127.0.0.1:{port}/"
     end = time.monotonic() + 30
     while True:
         try:
-            with urllib.request.urlopen(url + "liveness", timeout=2):
+            with urllib.request.urlopen(url + "tlx-health", timeout=2):
                 break
         except Exception:
             if time.monotonic() > end:
                 break
             time.sleep(0.2)
-    yield Served(url, apps, server)
-    server.stop()
-    mp.undo()
-    import panel as pn
-    pn.config.nthreads = None
+
+    def stop():
+        server.stop()
+        mp.undo()
+        import panel as pn
+        pn.config.nthreads = None
+    return Served(url, apps, server), stop
+
+
+@pytest.fixture(scope="module")
+def serve_bundle():
+    """``serve_bundle(path) -> Served``: serve another bundle for this module's tests."""
+    stops = []
+
+    def start(path, **kwargs):
+        served, stop = start_served(path, **kwargs)
+        stops.append(stop)
+        return served
+    yield start
+    for stop in stops:
+        stop()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    path = synthetic_bundle.make_synthetic_bundle(
+        tmp_path_factory.mktemp("ui") / "digits", per_class=40, seed=0)
+    served, stop = start_served(path)
+    yield served
+    stop()
 
 
 @pytest.fixture(scope="module")

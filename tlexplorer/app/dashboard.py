@@ -8,16 +8,18 @@ the centre, feature view on the right.
 """
 from __future__ import annotations
 
-import html
 import logging
+import weakref
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import panel as pn
 import param
+from panel.io.state import set_curdoc
 
 from tlexplorer.app.loading import load_bundle
 from tlexplorer.app.state import Session
+from tlexplorer.app.text import escape, message_html
 from tlexplorer.errors import TLXError
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,17 @@ EXTENSIONS = ("tabulator",)
 
 
 # ---------------------------------------------------------------------- the views
+#: The four views: key -> (card title, card CSS class). Fig. 1's areas A–D.
+VIEWS = {
+    "stats": ("A · Statistics summary", "tlx-area-stats"),
+    "instances": ("B · Instances", "tlx-area-instances"),
+    "network": ("C · Network relation", "tlx-area-network"),
+    "features": ("D · Features", "tlx-area-features"),
+}
+#: Order in which a served page fills its cards: the cheapest and most read first.
+BUILD_ORDER = ("stats", "network", "features", "instances")
+
+
 def view_classes() -> dict[str, Any]:
     """The four view classes, each constructed as ``View(session=session)``."""
     from tlexplorer.app.views.features import FeatureView
@@ -44,7 +57,7 @@ def _ensure_extension() -> None:
 
 def _panel_card(view: Any, title: str, css: str) -> pn.Column:
     return pn.Column(
-        pn.pane.HTML(f'<div class="tlx-view-title">{html.escape(title)}</div>', margin=(0, 8),
+        pn.pane.HTML(f'<div class="tlx-view-title">{escape(title)}</div>', margin=(0, 8),
                      height=24),
         view, sizing_mode="stretch_both", css_classes=["tlx-card", css], scroll=True,
         styles={"border": "1px solid #e3e3e3", "border-radius": "4px", "background": "white"},
@@ -57,18 +70,52 @@ CSS = """
 """
 
 
+def _note_html(text: str) -> str:
+    return (f'<div class="tlx-card-note" style="color:#666;font-size:13px;padding:12px 8px;">'
+            f'{escape(text)}</div>')
+
+
+class ViewCard:
+    """One view's place on the page: its title, and a short note until the view is in it."""
+
+    def __init__(self, key: str):
+        title, css = VIEWS[key]
+        self.key = key
+        self.body = pn.Column(pn.pane.HTML(_note_html("Preparing this view…")),
+                              sizing_mode="stretch_both", margin=0)
+        self.panel = _panel_card(self.body, title, css)
+
+    def note(self, text: str) -> None:
+        """Show ``text`` (a wait or progress note) instead of the view."""
+        self.body[:] = [pn.pane.HTML(_note_html(text), sizing_mode="stretch_width")]
+
+    def fail(self, text: str) -> None:
+        """Say in one line why this view cannot be shown (the other views keep working)."""
+        self.body[:] = [pn.pane.HTML(message_html(text, "danger"), sizing_mode="stretch_width",
+                                     css_classes=["tlx-view-error"])]
+
+    def show(self, view: Any) -> None:
+        self.body[:] = [view]
+
+
 def build_views(session: Session) -> dict[str, Any]:
     """One instance of each view for ``session``."""
     return {key: cls(session=session) for key, cls in view_classes().items()}
 
 
 def dashboard_layout(views: Mapping[str, Any]) -> pn.GridSpec:
-    """Fig. 1: stats top-left, instances bottom-left, network centre, features right."""
+    """Fig. 1: stats top-left, instances bottom-left, network centre, features right.
+
+    ``views`` maps each key of :data:`VIEWS` to a view or to a :class:`ViewCard` (already carded).
+    """
+    def card(key: str):
+        item = views[key]
+        return item.panel if isinstance(item, ViewCard) else _panel_card(item, *VIEWS[key])
     grid = pn.GridSpec(sizing_mode="stretch_width", height=1300, css_classes=["tlx-dashboard"])
-    grid[0:5, 0:4] = _panel_card(views["stats"], "A · Statistics summary", "tlx-area-stats")
-    grid[5:12, 0:4] = _panel_card(views["instances"], "B · Instances", "tlx-area-instances")
-    grid[0:12, 4:9] = _panel_card(views["network"], "C · Network relation", "tlx-area-network")
-    grid[0:12, 9:12] = _panel_card(views["features"], "D · Features", "tlx-area-features")
+    grid[0:5, 0:4] = card("stats")
+    grid[5:12, 0:4] = card("instances")
+    grid[0:12, 4:9] = card("network")
+    grid[0:12, 9:12] = card("features")
     return grid
 
 
@@ -162,8 +209,20 @@ class _UrlState(param.Parameterized):
 
 
 # ---------------------------------------------------------------------- the app
+def served_session() -> bool:
+    """Whether the code runs for a browser session of a Bokeh server (not a notebook or a test)."""
+    doc = pn.state.curdoc
+    return doc is not None and getattr(doc, "session_context", None) is not None
+
+
 class App(param.Parameterized):
-    """One browser session's page: bundle selector, alerts, and the four views."""
+    """One browser session's page: bundle selector, messages, and the four views.
+
+    Served, the page is a frame first: the header and four cards saying they are being prepared.
+    Once the browser has loaded it, the process's :class:`~tlexplorer.app.builds.BuildQueue`
+    builds the session and fills the cards one by one (``progressive``); elsewhere (notebooks,
+    tests) everything is built at once.
+    """
 
     session = param.ClassSelector(class_=Session, default=None, allow_None=True,
                                   doc="The current session (replaced when the bundle changes)")
@@ -171,19 +230,23 @@ class App(param.Parameterized):
                                  doc="Name of the bundle shown (one of the configured ones)")
 
     def __init__(self, sources: Mapping[str, Any], *, query: "Mapping[str, Any] | None" = None,
-                 **params):
+                 progressive: "bool | None" = None, **params):
         super().__init__(**params)
         self.sources = dict(sources)
         self.param.bundle_name.objects = list(self.sources)
+        self.progressive = served_session() if progressive is None else bool(progressive)
         self.alerts = pn.Column(sizing_mode="stretch_width", margin=0,
                                 css_classes=["tlx-alerts"])
+        self._messages: list[str] = []
+        self.cards = {key: ViewCard(key) for key in VIEWS}
+        self._layout = dashboard_layout(self.cards)
         self.content = pn.Column(sizing_mode="stretch_both", margin=0)
-        self.status = pn.pane.Str("", margin=(14, 10), css_classes=["tlx-status"],
-                                  styles={"color": "white", "font-size": "12px",
-                                          "font-family": "inherit"})
+        self.status = pn.pane.HTML("", margin=(14, 10), css_classes=["tlx-status"],
+                                   styles={"color": "white", "font-size": "12px"})
         self.views: dict[str, Any] = {}
         self._url: "_UrlState | None" = None
         self._url_pending = True
+        self._job: Any = None
         self._query = dict(query) if query is not None else session_query()
         name = self._query.get("bundle")
         if name is not None and name not in self.sources:
@@ -199,36 +262,45 @@ class App(param.Parameterized):
 
     # messages ------------------------------------------------------------
     def _alert(self, text: str, kind: str) -> None:
-        for existing in self.alerts.objects:
-            if getattr(existing, "object", None) == text:
-                return
-        self.alerts.append(pn.pane.Alert(text, alert_type=kind, sizing_mode="stretch_width",
-                                         css_classes=["tlx-alert", f"tlx-alert-{kind}"]))
+        if text in self._messages:
+            return
+        self._messages.append(text)
+        self.alerts.append(pn.pane.HTML(message_html(text, kind), sizing_mode="stretch_width",
+                                        css_classes=["tlx-alert", f"tlx-alert-{kind}"],
+                                        margin=(4, 8)))
 
     def warn(self, text: str) -> None:
-        """Show a warning in the page."""
+        """Show a warning in the page (as text: nothing in it is markup)."""
         self._alert(text, "warning")
 
     def error(self, text: str) -> None:
-        """Show an error in the page."""
+        """Show an error in the page (as text)."""
         self._alert(text, "danger")
+
+    def _clear_messages(self) -> None:
+        self._messages = []
+        self.alerts.clear()
 
     @property
     def messages(self) -> list[str]:
-        """The texts of the alerts shown (tests)."""
-        return [str(a.object) for a in self.alerts.objects]
+        """The texts of the messages shown (tests)."""
+        return list(self._messages)
+
+    def _set_status(self, text: str) -> None:
+        self.status.object = escape(text)
 
     # bundle switching --------------------------------------------------------
     @param.depends("bundle_name", watch=True)
     def _on_bundle_name(self) -> None:
-        self.alerts.clear()  # earlier messages were about the other bundle
+        self._clear_messages()  # earlier messages were about the other bundle
         self._open()
 
     def _open(self) -> None:
-        source = self.sources.get(self.bundle_name)
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
         try:
-            bundle = load_bundle(source)
-            session = Session(bundle)
+            bundle = load_bundle(self.sources.get(self.bundle_name))
         except TLXError as exc:
             self._fail(f"Cannot open bundle {self.bundle_name!r}: {exc}")
             return
@@ -236,29 +308,90 @@ class App(param.Parameterized):
             log.exception("opening bundle %r failed", self.bundle_name)
             self._fail(f"Cannot open bundle {self.bundle_name!r}: {type(exc).__name__}: {exc}")
             return
-        if self._url_pending:  # the URL's class/layer apply to the first bundle that opens
-            self._url_pending = False
-            for problem in apply_query(session, self._query):
-                self.warn(problem)
-        try:
-            views = build_views(session)
-            layout = dashboard_layout(views)
-        except Exception as exc:
-            log.exception("building the views for %r failed", self.bundle_name)
-            self._fail(f"Cannot show bundle {self.bundle_name!r}: {type(exc).__name__}: {exc}")
-            return
-        self.views = views
-        self.session = session
-        self.content[:] = [layout]
-        self.status.object = session.status
-        session.param.watch(lambda e: setattr(self.status, "object", e.new), "status")
-        self._sync_url()
+        self.content[:] = [self._layout]
+        if self.progressive:
+            for card in self.cards.values():
+                card.note("Waiting for the page to load…")
+            pn.state.onload(lambda: self._queue_build(bundle))
+        else:
+            prepared = self._prepare(bundle)
+            self._attach_session(prepared)
+            for key in BUILD_ORDER:
+                self._attach_view(prepared, key)
 
     def _fail(self, text: str) -> None:
         self.session = None
         self.views = {}
         self.content[:] = []
         self.error(text)
+
+    # building -------------------------------------------------------------------
+    def _prepare(self, bundle: Any) -> dict:
+        """The session and its views as plain Python objects (no Bokeh document is touched:
+        a served page runs this in a worker thread). A view that fails is kept as its error."""
+        session = Session(bundle)
+        problems = apply_query(session, self._query) if self._url_pending else []
+        self._url_pending = False
+        views, errors = {}, {}
+        for key, cls in view_classes().items():
+            try:
+                view = cls(session=session)
+                view.__panel__()  # builds its widgets and plots now, off the event loop
+                views[key] = view
+            except Exception as exc:
+                log.exception("building the %s view of %r failed", key, self.bundle_name)
+                errors[key] = exc
+        return {"session": session, "views": views, "errors": errors, "problems": problems}
+
+    def _attach_session(self, prepared: dict) -> None:
+        session = prepared["session"]
+        self.views = prepared["views"]
+        self.session = session
+        for problem in prepared["problems"]:
+            self.warn(problem)
+        problem = live_computation_problem(session.bundle)
+        if problem:
+            self.warn(problem)
+        self._set_status(session.status)
+        session.param.watch(lambda e: self._set_status(e.new), "status")
+        self._sync_url()
+
+    def _attach_view(self, prepared: dict, key: str) -> None:
+        card = self.cards[key]
+        if key in prepared["errors"]:
+            exc = prepared["errors"][key]
+            card.fail(f"This view cannot be shown: {exc}" if isinstance(exc, TLXError) else
+                      f"This view cannot be shown: {type(exc).__name__}: {exc}")
+        else:
+            card.show(prepared["views"][key])
+
+    def _queue_build(self, bundle: Any) -> None:
+        from tlexplorer.app.builds import BuildJob, build_queue
+
+        prepared: dict = {}
+
+        def prepare() -> None:
+            with set_curdoc(doc):
+                prepared.update(self._prepare(bundle))
+
+        def waiting(ahead: int) -> None:
+            text = (f"The server is busy: {ahead} page{'s' if ahead != 1 else ''} ahead of this "
+                    "one. It fills in by itself; no need to reload.")
+            for card in self.cards.values():
+                if card.key not in self.views:
+                    card.note(text)
+
+        def failed(exc: BaseException) -> None:
+            text = str(exc) if isinstance(exc, TLXError) else f"{type(exc).__name__}: {exc}"
+            self._fail(f"Cannot show bundle {self.bundle_name!r}: {text}")
+
+        doc = pn.state.curdoc
+        for card in self.cards.values():
+            card.note("Preparing this view…")
+        steps = [lambda: self._attach_session(prepared)]
+        steps += [lambda key=key: self._attach_view(prepared, key) for key in BUILD_ORDER]
+        self._job = BuildJob(doc, prepare, steps, on_position=waiting, on_error=failed)
+        build_queue().submit(self._job)
 
     def _sync_url(self) -> None:
         location = pn.state.location if pn.state.curdoc is not None else None
@@ -292,6 +425,20 @@ class App(param.Parameterized):
             main_layout=None, accent="#1f77b4", theme_toggle=False,
             raw_css=[CSS], main_max_width="100%")
         return tpl
+
+
+def live_computation_problem(bundle: Any) -> "str | None":
+    """One line for the page when the bundle's model is a factory this process may not import
+    (what the operator can change), else None. Precomputed images are shown either way."""
+    from tlexplorer.app.views.neuron_detail import live_model_problem, recorded_model_spec
+    from tlexplorer.models.factories import is_factory_name
+
+    spec = recorded_model_spec(bundle)
+    name = spec.get("name") if isinstance(spec, Mapping) else None
+    if not isinstance(name, str) or not is_factory_name(name):
+        return None
+    problem = live_model_problem(spec)
+    return f"{problem} Precomputed images are shown." if problem else None
 
 
 def _normalise_sources(obj: Any) -> dict[str, Any]:
@@ -333,19 +480,39 @@ def create_app(bundles: Any, *, query: "Mapping[str, Any] | None" = None):
     app = App(_normalise_sources(bundles), query=query)
     tpl = app.template()
     tpl.tlx_app = app
+    if pn.state.curdoc is not None:
+        _PAGES[pn.state.curdoc] = app
     return tpl
+
+
+# The App of each served page, by its Bokeh document (weak: gone with the session), so that
+# Panel's process-wide exception handler can tell the right page what failed.
+_PAGES: "weakref.WeakKeyDictionary[Any, App]" = weakref.WeakKeyDictionary()
+
+
+def app_of_current_page() -> "App | None":
+    """The :class:`App` of the page whose callback is running, if any."""
+    doc = pn.state.curdoc
+    return _PAGES.get(doc) if doc is not None else None
 
 
 class Explorer(pn.viewable.Viewer):
     """The explorer in a notebook: ``Explorer(bundle)`` displays the four views inline.
 
     ``.stats``, ``.instances``, ``.network`` and ``.features`` are the views, each displayable on
-    its own; ``.session`` holds the selections.
+    its own; ``.session`` holds the selections. ``allow_factories`` names the model factories
+    (``package.module:function``) that may be imported to compute feature visualizations live for a
+    bundle of your own CNN (see :func:`tlexplorer.allow_factory`); nothing else is imported.
     """
 
     session = param.ClassSelector(class_=Session, doc="This explorer's selections")
 
-    def __init__(self, bundle: Any = None, **params):
+    def __init__(self, bundle: Any = None, *, allow_factories: "Iterable[str]" = (), **params):
+        from tlexplorer.models.factories import allow_factory, is_allowed
+
+        for name in allow_factories:
+            if not is_allowed(name):
+                allow_factory(name)
         _ensure_extension()
         if "session" not in params:
             if bundle is None:
@@ -387,5 +554,5 @@ class Explorer(pn.viewable.Viewer):
         return self._layout
 
 
-__all__ = ["App", "Explorer", "apply_query", "build_views",
+__all__ = ["App", "Explorer", "ViewCard", "app_of_current_page", "apply_query", "build_views",
            "create_app", "dashboard_layout", "view_classes"]

@@ -14,7 +14,7 @@ import copy
 import json
 import os
 import threading
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,7 @@ class Bundle:
 
     def __init__(self, path: "str | os.PathLike"):
         self._path = Path(path).absolute()
+        self._real_path = self._path.resolve()
         self._manifest = self._read_manifest()
         self._files: "dict[str, dict[str, Any]]" = self._manifest["files"]
         self._check_files()
@@ -74,6 +75,7 @@ class Bundle:
         self._lock = threading.Lock()
         self._key_locks: "dict[tuple, threading.Lock]" = {}
         self._cache: "dict[tuple, Any]" = {}
+        self._verified: "set[str]" = set()  # files whose sha256 was checked in this process
 
     @classmethod
     def open(cls, path: "str | os.PathLike") -> "Bundle":
@@ -141,6 +143,10 @@ class Bundle:
 
     def _check_size(self, rel: str, entry: dict) -> Path:
         path = resolve_inside(self._path, rel)
+        # a bundle's files are its own: never read through a link to somewhere else
+        if path.is_symlink() or not path.resolve().is_relative_to(self._real_path):
+            raise BundleError(f"{path}: is a symbolic link or lies outside the bundle (a bundle "
+                              "holds plain files only)")
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -153,6 +159,23 @@ class Bundle:
             what = "truncated" if st.st_size < entry["bytes"] else "changed"
             raise BundleError(f"{path}: {what} ({st.st_size} bytes, manifest.json says "
                               f"{entry['bytes']})")
+        return path
+
+    def _checked(self, rel: str, entry: dict) -> Path:
+        """``rel``'s path after the size check and, on the first read in this process, the
+        sha256 check against the manifest (a file changed in place is named, not served)."""
+        path = self._check_size(rel, entry)
+        expected = entry.get("sha256")
+        if not expected:
+            return path
+        with self._lock:
+            if rel in self._verified:
+                return path
+        if sha256_file(path) != expected:
+            raise BundleError(f"{path}: corrupt (its sha256 differs from manifest.json: the "
+                              "file changed after the analysis wrote it; rerun the analysis)")
+        with self._lock:
+            self._verified.add(rel)
         return path
 
     # -------------------------------------------------------------- metadata
@@ -280,7 +303,7 @@ class Bundle:
         entry = self._entry(rel, "array", name)
 
         def load() -> np.ndarray:
-            path = self._check_size(rel, entry)
+            path = self._checked(rel, entry)
             try:
                 arr = _load_npy(path, mmap)
             except (ValueError, OSError, EOFError) as exc:
@@ -304,7 +327,7 @@ class Bundle:
         entry = self._entry(rel, "table", name)
 
         def load() -> pl.DataFrame:
-            path = self._check_size(rel, entry)
+            path = self._checked(rel, entry)
             try:
                 df = pl.read_parquet(path)
             except Exception as exc:  # polars raises ComputeError, OSError, ... for bad files
@@ -327,7 +350,7 @@ class Bundle:
         (a corrupt file then fails when the query is collected)."""
         rel = table_relpath(name)
         entry = self._entry(rel, "table", name)
-        return pl.scan_parquet(self._check_size(rel, entry))
+        return pl.scan_parquet(self._checked(rel, entry))
 
     def json(self, name: str):
         """Load the JSON artefact ``json/<name>.json`` (a fresh copy each call)."""
@@ -335,7 +358,7 @@ class Bundle:
         entry = self._entry(rel, "JSON artefact", name)
 
         def load():
-            path = self._check_size(rel, entry)
+            path = self._checked(rel, entry)
             try:
                 return json.loads(path.read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError) as exc:
@@ -347,7 +370,7 @@ class Bundle:
         """The path of a listed file (e.g. ``"models/source.pt"``), after a size check."""
         validate_name(relpath, what="path")
         entry = self._entry(relpath, "file", relpath)
-        return self._check_size(relpath, entry)
+        return self._checked(relpath, entry)
 
     def verify(self) -> None:
         """Read every listed file and compare its sha256 with the manifest (slow; full check).
@@ -367,9 +390,21 @@ class Bundle:
             self._cache.clear()
 
     # -------------------------------------------------------------- on-demand cache
+    def _through_link(self, rel: str) -> bool:
+        """Whether any existing part of ``rel`` inside the bundle is a symbolic link."""
+        path = self._path
+        for part in PurePosixPath(rel).parts:
+            path = path / part
+            if path.is_symlink():
+                return True
+        return False
+
     def cache_array(self, name: str) -> "np.ndarray | None":
         """An array stored by :meth:`write_cache_array`, or ``None`` (absent or unreadable)."""
-        path = resolve_inside(self._path, cache_relpath(name))
+        rel = cache_relpath(name)
+        path = resolve_inside(self._path, rel)
+        if self._through_link(rel):
+            return None
         try:
             return np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError):
@@ -386,6 +421,8 @@ class Bundle:
 
         rel = cache_relpath(name)
         arr = _check_array(name, array)
+        if self._through_link(rel):  # never write through a link planted in the bundle
+            return False
         try:
             write_array_atomic(resolve_inside(self._path, rel), arr, durable=False)
         except OSError:

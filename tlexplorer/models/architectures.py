@@ -94,9 +94,10 @@ def build_model(name: str, num_classes: int, *, pretrained: bool = False, **kwar
     Parameters
     ----------
     name : {'digits-alexnet', 'alexnet', 'vgg11', 'resnet18'} or 'package.module:function'
-        A ``module:function`` name imports ``function`` and calls ``function(num_classes=...,
-        **kwargs)``: any CNN of the user's, recorded by name so a run or bundle can rebuild it.
-        (Importing runs that module's code: bundles are trusted input, see the README on hosting.)
+        A ``module:function`` name calls ``function(num_classes=..., **kwargs)``: any CNN of the
+        user's, recorded by name so a run or bundle can rebuild it. Only factories allowed in this
+        process are called (:func:`tlexplorer.models.factories.allow_factory`): a name read from a
+        run or bundle never imports anything by itself.
     num_classes : int
     pretrained : bool
         torchvision models only: start from ImageNet weights (downloaded by torchvision when not
@@ -129,14 +130,9 @@ def build_model(name: str, num_classes: int, *, pretrained: bool = False, **kwar
 
 
 def _from_factory(name: str, num_classes: int, **kwargs) -> nn.Module:
-    import importlib
+    from .factories import resolve_factory
 
-    module_name, _, attr = name.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ModelError(f"model factory {name!r} cannot be imported ({exc})") from exc
-    model = factory(num_classes=num_classes, **kwargs)
+    model = resolve_factory(name)(num_classes=num_classes, **kwargs)
     if not isinstance(model, nn.Module):
         raise ModelError(f"model factory {name!r} returned {type(model).__name__}, not an nn.Module")
     return model

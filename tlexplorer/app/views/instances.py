@@ -36,6 +36,7 @@ from tlexplorer.app import jobs
 from tlexplorer.app.export import PLOT_TOOLS, csv_download
 from tlexplorer.app.loading import bundle_identity, derived
 from tlexplorer.app.state import Session
+from tlexplorer.app.text import escaped_options
 from tlexplorer.app.views import (DOMAIN_COLORS, DOMAIN_MARKERS, MISPREDICTED_COLOR, SOURCE_COLOR,
                                   TARGET_COLOR, class_colors)
 
@@ -630,9 +631,10 @@ class InstanceView(pn.viewable.Viewer):
     def __panel__(self):
         if self._layout is not None:
             return self._layout
+        # Choices.js renders option labels as HTML: labels escaped, values the class names
         selector = pn.widgets.MultiChoice.from_param(
             self.session.param.selected_classes, name="Classes", sizing_mode="stretch_width",
-            css_classes=["tlx-class-selector"])
+            options=escaped_options(self.session.classes), css_classes=["tlx-class-selector"])
         domain = pn.widgets.RadioButtonGroup.from_param(
             self.param.domain, button_type="light", width=200, margin=(25, 5, 5, 5))
         reproject = pn.widgets.Button(name="Re-project selection", button_type="primary",

@@ -32,7 +32,7 @@ from tlexplorer.app.views import SOURCE_COLOR, TARGET_COLOR
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FeatureVisService", "NeuronDetail", "WeightDetail", "feature_vis_service",
+__all__ = ["FeatureVisService", "live_model_problem", "NeuronDetail", "WeightDetail", "feature_vis_service",
            "image_data_uri", "placeholder_html"]
 
 DOMAIN_COLOR = {"source": SOURCE_COLOR, "target": TARGET_COLOR}
@@ -95,6 +95,28 @@ def heatmap_rgb(values: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the service
+def recorded_model_spec(bundle: Any) -> Any:
+    """The manifest's ``model`` entry (None for a stand-in bundle without a manifest)."""
+    try:
+        return bundle.manifest.get("model")
+    except Exception:
+        return None
+
+
+def live_model_problem(spec: Any) -> "str | None":
+    """One line saying why the recorded model ``spec`` cannot be built in this process, or None.
+
+    Precomputed feature visualizations keep working either way; this only decides whether missing
+    ones (and weight feature maps) can be computed live.
+    """
+    from tlexplorer.models.recorded import recorded_model_problem
+
+    problem = recorded_model_problem(spec)
+    if problem is None:
+        return None
+    return f"Live feature visualizations are unavailable: {problem}."
+
+
 class FeatureVisService:
     """Feature visualizations and weight feature maps of one bundle's models, computed off the loop.
 
@@ -113,7 +135,18 @@ class FeatureVisService:
         self._models: dict[str, Any] = {}
         self._model_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlexplorer-featurevis")
-        self.unavailable: str | None = None  # reason, once model loading failed
+        self._failure: str | None = None  # why building the models failed, once it did
+        self._spec = recorded_model_spec(bundle)
+
+    @property
+    def unavailable(self) -> "str | None":
+        """Why live computations cannot run here (one line), or None. Decided before anything is
+        imported or built, and again on every call: an operator may allow a factory later."""
+        return self._failure or live_model_problem(self._spec)
+
+    @unavailable.setter
+    def unavailable(self, reason: "str | None") -> None:
+        self._failure = reason
 
     # -------------------------------------------------------------- cache
     @staticmethod
@@ -165,15 +198,19 @@ class FeatureVisService:
                 "seed": int(options.get("seed", 0) or 0)}
 
     def model(self, which: str):
-        """The bundle's ``which`` model (``models/{which}.pt``), built and loaded once, in eval mode."""
+        """The bundle's ``which`` model (``models/{which}.pt``), built and loaded once, in eval mode.
+
+        Built only from a built-in architecture or a factory the operator allowed
+        (:func:`tlexplorer.models.recorded.build_recorded_model`): the bundle never chooses code.
+        """
         with self._model_lock:
             if which in self._models:
                 return self._models[which]
-            from tlexplorer.models import build_model, load_checkpoint
+            from tlexplorer.models import load_checkpoint
+            from tlexplorer.models.recorded import build_recorded_model
 
-            spec = self.bundle.manifest.get("model") or {}
             try:
-                net = build_model(spec["name"], int(spec["num_classes"]), **(spec.get("kwargs") or {}))
+                net = build_recorded_model(self._spec)
                 file = getattr(self.bundle, "file", None)
                 path = file(f"models/{which}.pt") if file else self.bundle.path / "models" / f"{which}.pt"
                 load_checkpoint(net, path)

@@ -1,0 +1,59 @@
+"""Starting the server: a port in use is one line and a non-zero exit, and "serving at" appears
+only once the URL answers."""
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import sys
+import time
+
+import panel as pn
+import pytest
+
+from tlexplorer.app.serve import ServeError, announce_when_ready, check_port_free, serve
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_port_in_use_is_one_line_and_exit_2(synth_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ServeError, match=f"port {port} on 127.0.0.1 is already in use"):
+            check_port_free("127.0.0.1", port)
+        done = subprocess.run(
+            [sys.executable, "-m", "tlexplorer.cli", "serve", str(synth_path), "--port",
+             str(port), "--address", "127.0.0.1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "serving" not in done.stdout
+    assert done.stderr.strip().splitlines() == [
+        f"tlexplorer: error: port {port} on 127.0.0.1 is already in use: stop the other server "
+        "or choose another with --port"]
+
+
+def test_a_bad_address_is_one_line():
+    with pytest.raises(ServeError, match="cannot listen on 'no-such-host.invalid'"):
+        check_port_free("no-such-host.invalid", 5006)
+
+
+def test_serving_at_is_printed_once_the_server_answers(synth_path):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    out = io.StringIO()
+    thread = announce_when_ready(url, timeout=60, stream=out)
+    time.sleep(1.0)
+    assert out.getvalue() == ""  # nothing listens yet
+    server = serve([str(synth_path)], port=port, address="127.0.0.1", threaded=True,
+                   verbose=False, warm=False)
+    try:
+        thread.join(30)
+        assert out.getvalue() == f"tlexplorer: serving at {url}\n"
+    finally:
+        server.stop()
+        pn.config.nthreads = None
