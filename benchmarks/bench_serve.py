@@ -133,7 +133,7 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "tlexplorer.cli", "serve", str(args.bundle), "--port", str(port),
          "--address", "127.0.0.1", "--num-procs", str(args.num_procs), "--threads", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         started = wait_for(url)
         print(f"# bench_serve: {args.bundle}, --num-procs {args.num_procs}, "
@@ -180,11 +180,12 @@ def main() -> None:
             print(f"one page in Chromium, 1920×1080: all four views drawn after "
                   f"{browser_page(url):.1f} s (second load)")
     finally:
-        server.terminate()
+        import signal
+        os.killpg(server.pid, signal.SIGTERM)  # the server and the processes it forked
         try:
             server.wait(20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

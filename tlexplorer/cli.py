@@ -145,7 +145,7 @@ def cmd_serve(args) -> int:
           num_procs=args.num_procs, basic_auth=args.basic_auth, cookie_secret=args.cookie_secret,
           cookie_secret_file=args.cookie_secret_file, allow_factories=args.allow_factory or (),
           pythonpath=args.pythonpath or (), allow_websocket_origin=args.allow_websocket_origin,
-          show=args.show)
+          show=args.show, use_xheaders=args.use_xheaders)
     return 0
 
 
@@ -233,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file holding the secret that signs login cookies (default: "
                         "TLX_COOKIE_SECRET; else random, and logins end with the server)")
     p.add_argument("--cookie-secret", default=None, help=argparse.SUPPRESS)  # visible in ps
+    p.add_argument("--use-xheaders", action="store_true",
+                   help="behind a proxy: trust its X-Forwarded-For/-Proto (client addresses for "
+                        "the login delay, Secure cookies over TLS)")
     _factory_arguments(p)
     p.add_argument("--allow-websocket-origin", action="append", default=None,
                    help="host[:port] browsers may connect from (repeatable), when hosting")

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import panel as pn
 import pytest
@@ -57,3 +58,36 @@ def test_serving_at_is_printed_once_the_server_answers(synth_path):
     finally:
         server.stop()
         pn.config.nthreads = None
+
+
+def test_several_processes_serve_and_end_with_the_parent(synth_path):
+    import signal
+    import urllib.request
+
+    from page_probe import open_pages
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tlexplorer.cli", "serve", str(synth_path), "--port", str(port),
+         "--address", "127.0.0.1", "--num-procs", "2"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(url + "tlx-health", timeout=2):
+                    break
+            except Exception:
+                time.sleep(0.1)
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        assert len(children) == 2
+        results = open_pages(url, 2, timeout=120)
+        assert [r.error for r in results] == [None, None]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, _err = server.communicate(timeout=30)
+    assert out.count("serving at") == 1
+    time.sleep(2)
+    for child in children:
+        stat = Path(f"/proc/{child}/stat")
+        assert not stat.exists() or stat.read_text().split()[2] == "Z"

@@ -9,7 +9,6 @@ the centre, feature view on the right.
 from __future__ import annotations
 
 import logging
-import weakref
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -57,22 +56,26 @@ def _ensure_extension() -> None:
 
 def _panel_card(view: Any, title: str, css: str) -> pn.Column:
     return pn.Column(
-        pn.pane.HTML(f'<div class="tlx-view-title">{escape(title)}</div>', margin=(0, 8),
-                     height=24),
+        pn.pane.HTML(f'<div class="tlx-view-title" style="{TITLE_STYLE}">{escape(title)}</div>',
+                     margin=(0, 8), height=24),
         view, sizing_mode="stretch_both", css_classes=["tlx-card", css], scroll=True,
         styles={"border": "1px solid #e3e3e3", "border-radius": "4px", "background": "white"},
         margin=4)
 
 
-CSS = """
-.tlx-view-title { font-weight: 600; font-size: 13px; color: #333; text-transform: uppercase;
-                  letter-spacing: .04em; padding-top: 4px; }
-"""
+# inline: a page stylesheet does not reach into the panes' shadow DOM
+TITLE_STYLE = ("font-weight:600;font-size:13px;color:#333;text-transform:uppercase;"
+               "letter-spacing:.04em;padding-top:4px;white-space:nowrap")
 
 
 def _note_html(text: str) -> str:
-    return (f'<div class="tlx-card-note" style="color:#666;font-size:13px;padding:12px 8px;">'
-            f'{escape(text)}</div>')
+    """A wait note with a small spinner (a light busy state while the view is being built)."""
+    return ('<style>@keyframes tlxspin{to{transform:rotate(360deg)}}</style>'
+            '<div class="tlx-card-note" style="color:#666;font-size:13px;padding:12px 8px;'
+            'display:flex;gap:8px;align-items:center;">'
+            '<span style="flex:none;width:12px;height:12px;border:2px solid #ccc;'
+            'border-top-color:#1f77b4;border-radius:50%;animation:tlxspin .9s linear infinite">'
+            f'</span><span>{escape(text)}</span></div>')
 
 
 class ViewCard:
@@ -423,7 +426,7 @@ class App(param.Parameterized):
         tpl = pn.template.FastListTemplate(
             title=TITLE, header=self.header(), main=[self.alerts, self.content],
             main_layout=None, accent="#1f77b4", theme_toggle=False,
-            raw_css=[CSS], main_max_width="100%")
+            main_max_width="100%")
         return tpl
 
 
@@ -481,19 +484,15 @@ def create_app(bundles: Any, *, query: "Mapping[str, Any] | None" = None):
     tpl = app.template()
     tpl.tlx_app = app
     if pn.state.curdoc is not None:
-        _PAGES[pn.state.curdoc] = app
+        # on the document itself (gone with the session), so that Panel's process-wide
+        # exception handler can tell the right page what failed
+        pn.state.curdoc.tlx_app = app
     return tpl
-
-
-# The App of each served page, by its Bokeh document (weak: gone with the session), so that
-# Panel's process-wide exception handler can tell the right page what failed.
-_PAGES: "weakref.WeakKeyDictionary[Any, App]" = weakref.WeakKeyDictionary()
 
 
 def app_of_current_page() -> "App | None":
     """The :class:`App` of the page whose callback is running, if any."""
-    doc = pn.state.curdoc
-    return _PAGES.get(doc) if doc is not None else None
+    return getattr(pn.state.curdoc, "tlx_app", None)
 
 
 class Explorer(pn.viewable.Viewer):

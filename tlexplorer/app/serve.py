@@ -155,6 +155,29 @@ def announce_when_ready(url: str, *, timeout: float = 600.0, stream=None) -> thr
     return thread
 
 
+def _end_with_parent() -> None:
+    """In a forked server process: end when the parent ends (else a killed ``--num-procs`` server
+    would leave its processes serving). Linux tells the child directly; elsewhere a thread
+    watches for the parent to change."""
+    import signal
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        if libc.prctl(1, signal.SIGTERM) == 0:  # PR_SET_PDEATHSIG
+            return
+    except (OSError, AttributeError):
+        pass
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="tlexplorer-parent-watch", daemon=True).start()
+
+
 def _report_errors_in_the_page(exc: BaseException) -> None:
     """Panel's exception handler: a failing callback shows one line in its page, not nothing."""
     from tlexplorer.app.dashboard import app_of_current_page
@@ -250,6 +273,7 @@ def serve(bundles: Any, *, port: int = 5006, address: "str | None" = None,
     if num_procs > 1:
         # each process warms itself after the fork: the parent starts no threads and runs no
         # polars/numba/torch work, whose thread pools would not survive the fork
+        os.register_at_fork(after_in_child=_end_with_parent)
         os.register_at_fork(after_in_child=lambda: _warm_up_in_background(sources))
         kwargs["num_procs"] = int(num_procs)
     elif warm:

@@ -301,6 +301,7 @@ class InstanceView(pn.viewable.Viewer):
         self._override: "tuple[np.ndarray, np.ndarray] | None" = None
         self._last_revision = -1
         self._rendered_range: "tuple | None" = None
+        self._last_frame: "tuple | None" = None  # (render arguments, overlay) of the last render
         self._size = DEFAULT_SIZE
         self._job: "jobs.Job | None" = None
         self._layout = None
@@ -386,6 +387,10 @@ class InstanceView(pn.viewable.Viewer):
         labels = info["label"].to_numpy()
         names = self._classes
         frame = sub[["x", "y", "class_name", "role", "mispredicted", "row"]].copy()
+        # colours and markers as plain columns: HoloViews maps them as they are, where a
+        # dim().categorize() transform would look at every point's category (a third of a render)
+        frame["color"] = frame["class_name"].map(self._colors).astype(object).fillna("#999999")
+        frame["marker"] = frame["role"].map(DOMAIN_MARKERS).astype(object).fillna("circle")
         frame["class_name"] = frame["class_name"].astype(str)
         frame["role"] = frame["role"].astype(str)
         frame["instance_id"] = info["instance_id"].to_list()
@@ -398,19 +403,27 @@ class InstanceView(pn.viewable.Viewer):
                           if thumbs else [""] * len(rows))
         return frame
 
-    GLYPH_VDIMS = ["class_name", "role", "mispredicted", "row", "instance_id", "domain",
+    GLYPH_VDIMS = ["class_name", "role", "mispredicted", "row", "color", "marker", "instance_id",
+                   "domain",
                    "prediction", "thumb"]
 
     def _render(self, x_range=None, y_range=None, width=None, height=None, revision=0,
                 **_ignored):
         if revision != self._last_revision or x_range is None or y_range is None:
+            first = x_range is None or y_range is None
             x_range, y_range = self.extent()
             self._last_revision = revision
-            # keep the stream consistent until the plot reports its new range
-            self._range.update(x_range=x_range, y_range=y_range)
+            if not first:
+                # keep the stream consistent until the plot reports its new range (on the first
+                # render it is empty anyway, and changing it would make HoloViews render twice)
+                self._range.update(x_range=x_range, y_range=y_range)
         if width and height:
             self._size = (int(width), int(height))
         w, h = self._size
+        key = (revision, tuple(x_range), tuple(y_range), self._size, self.raster_threshold,
+               self.hover_thumbnails)
+        if self._last_frame is not None and self._last_frame[0] == key:
+            return self._last_frame[1]  # HoloViews asks again once it set the range stream
         mask = self._in_range(x_range, y_range)
         visible = int(mask.sum())
         self._rendered_range = (tuple(x_range), tuple(y_range))
@@ -421,7 +434,7 @@ class InstanceView(pn.viewable.Viewer):
                                    colors=self._color_array, visible=visible)
             raster = hv.RGB(img, bounds=bounds, vdims=list("RGBA"), group="Density")
             glyphs = self._empty_points("Instances", self.GLYPH_VDIMS)
-            mis = self._empty_points("Mispredicted", ["role"])
+            mis = self._empty_points("Mispredicted", ["marker"])
             mode = "raster"
         else:
             raster = hv.RGB(np.zeros((1, 1, 4), np.uint8), bounds=bounds, vdims=list("RGBA"),
@@ -429,28 +442,28 @@ class InstanceView(pn.viewable.Viewer):
             vis = self._sub[mask]
             frame = self._glyph_frame(vis, thumbs=visible <= self.hover_thumbnails)
             glyphs = hv.Points(frame, ["x", "y"], self.GLYPH_VDIMS, group="Instances")
-            mis = hv.Points(frame[frame["mispredicted"].to_numpy()][["x", "y", "role"]],
-                            ["x", "y"], ["role"], group="Mispredicted")
+            mis = hv.Points(frame[frame["mispredicted"].to_numpy()][["x", "y", "marker"]],
+                            ["x", "y"], ["marker"], group="Mispredicted")
             mode = "glyphs"
         self.param.update(mode=mode, visible_count=visible)
-        overlay = hv.Overlay([raster, mis, glyphs])
-        return overlay.redim.range(x=tuple(x_range), y=tuple(y_range))
+        overlay = hv.Overlay([raster, mis, glyphs]).redim.range(x=tuple(x_range),
+                                                                 y=tuple(y_range))
+        self._last_frame = (key, overlay)
+        return overlay
 
     def plot(self) -> hv.DynamicMap:
         """The scatter's DynamicMap with its options (built once per view)."""
-        marker = hv.dim("role").categorize(DOMAIN_MARKERS, default="circle")
         # dict specs work with the backend merely imported (hv.opts.* builders need hv.extension)
         return self._dmap.opts({
             # framewise: every frame's ranges come from its elements (set to the view's range)
             "RGB.Density": {"alpha": 1.0, "framewise": True},
             "Points.Instances": {
-                "color": hv.dim("class_name").categorize(self._colors, default="#999999"),
-                "marker": marker, "size": 9, "line_width": 1.8, "fill_alpha": 0.8,
+                "color": "color", "marker": "marker", "size": 9, "line_width": 1.8, "fill_alpha": 0.8,
                 # an overlay's own "tools" option is not used by HoloViews: tools go on a layer
                 "tools": [self._hover, "box_select", "lasso_select", "tap"],
                 "nonselection_alpha": 0.25, "framewise": True},
             "Points.Mispredicted": {
-                "color": MISPREDICTED_COLOR, "marker": marker, "size": 13, "line_width": 3.5,
+                "color": MISPREDICTED_COLOR, "marker": "marker", "size": 13, "line_width": 3.5,
                 "nonselection_alpha": 0.25, "framewise": True},
             "Overlay": {
                 "responsive": True, "min_height": 300, "framewise": True, "xaxis": None,
