@@ -217,3 +217,15 @@ def test_bad_url_arguments_show_an_alert(page, served):
     assert "zzz" in text and "features.conv9" in text
     assert app.session is not None  # the page still works
     _shot(page, "bad_url")
+
+
+def test_everything_is_served_locally(page, served):
+    """Offline (a lab network without internet): every request goes to the server itself."""
+    elsewhere, failed = [], []
+    host = served.url.split("/")[2]
+    page.on("request", lambda r: elsewhere.append(r.url)
+            if not r.url.startswith(("data:", "blob:")) and r.url.split("/")[2] != host else None)
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    _open(page, served)
+    time.sleep(1.0)
+    assert elsewhere == [] and failed == []

@@ -426,8 +426,18 @@ class App(param.Parameterized):
         tpl = pn.template.FastListTemplate(
             title=TITLE, header=self.header(), main=[self.alerts, self.content],
             main_layout=None, accent="#1f77b4", theme_toggle=False,
-            main_max_width="100%")
+            main_max_width="100%", design=OfflineFast, font=FONT)
         return tpl
+
+
+#: Panel's Fast design without its one external resource (a Google web font): the page loads
+#: everything from the server it came from, also on a lab network without internet. Named "Fast"
+#: because Panel finds a design's bundled files under its lower-cased class name.
+OfflineFast = type("Fast", (pn.theme.Fast,), {"_resources": {**pn.theme.Fast._resources,
+                                                             "font": {}}})
+
+
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 
 
 def live_computation_problem(bundle: Any) -> "str | None":
