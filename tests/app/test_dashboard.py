@@ -276,3 +276,18 @@ def test_three_sessions_at_once_are_all_served(synth_path):
     finally:
         server.stop()
         pn.config.nthreads = None
+
+
+def test_analysis_warnings_are_a_count_that_opens_the_list(synth_path, tmp_path):
+    warned = tmp_path / "warned"
+    shutil.copytree(synth_path, warned)
+    manifest = json.loads((warned / "manifest.json").read_text())
+    manifest["warnings"] = ["pair a -> b skipped: <residual> sum", "completeness gap in c"]
+    (warned / "manifest.json").write_text(json.dumps(manifest))
+    app = create_app(str(warned), query={}).tlx_app
+    toggle, listing = app.analysis_warnings.objects
+    assert toggle.name.endswith("2 warnings from the analysis") and not listing.visible
+    assert "&lt;residual&gt;" in listing.object and "completeness gap in c" in listing.object
+    toggle.value = True
+    assert listing.visible
+    assert create_app(str(synth_path), query={}).tlx_app.analysis_warnings.objects == []

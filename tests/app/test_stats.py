@@ -95,8 +95,24 @@ def test_score_colour_and_tooltip(synth_session, monkeypatch):
     monkeypatch.setattr(view, "score", lambda: -0.25)
     html = view._score_html()
     assert "-0.25" in html and NEGATIVE_COLOR in html
+    assert "negative transfer" in html
+    monkeypatch.setattr(view, "score", lambda: 0.31)
+    assert "gain from transfer" in view._score_html()
+    # both models at chance: +0.00 is no gain, shown neither green nor red
+    for zero in (0.0, 0.004, -0.003):
+        monkeypatch.setattr(view, "score", lambda zero=zero: zero)
+        html = view._score_html()
+        assert "±0.00" in html and "no gain" in html
+        assert POSITIVE_COLOR not in html and NEGATIVE_COLOR not in html
     monkeypatch.setattr(view, "score", lambda: None)
     assert "n/a" in view._score_html()
+
+
+def test_tables_say_which_instances_they_count(synth_session):
+    view = StatsView(session=synth_session)
+    text = view._caption_html()
+    n = int(synth_session.bundle.table("confusion")["n"].sum())
+    assert "validation set" in text and f"{n:,} instances" in text
 
 
 def test_tables_export_as_csv(synth_bundle):

@@ -240,6 +240,7 @@ class App(param.Parameterized):
         self.progressive = served_session() if progressive is None else bool(progressive)
         self.alerts = pn.Column(sizing_mode="stretch_width", margin=0,
                                 css_classes=["tlx-alerts"])
+        self.analysis_warnings = pn.Column(sizing_mode="stretch_width", margin=(0, 8))
         self._messages: list[str] = []
         self.cards = {key: ViewCard(key) for key in VIEWS}
         self._layout = dashboard_layout(self.cards)
@@ -288,6 +289,28 @@ class App(param.Parameterized):
     def messages(self) -> list[str]:
         """The texts of the messages shown (tests)."""
         return list(self._messages)
+
+    def _show_analysis_warnings(self, bundle: Any) -> None:
+        """The analysis's warnings (skipped layer pairs, completeness gaps, ...) as a count that
+        opens the list, so that what only manifest.json said is visible."""
+        try:
+            warnings = [str(w) for w in (bundle.manifest.get("warnings") or [])]
+        except Exception:
+            warnings = []
+        if not warnings:
+            self.analysis_warnings[:] = []
+            return
+        items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
+        listing = pn.pane.HTML(
+            f'<ul style="margin:4px 0 4px 18px;padding:0;font-size:12px;color:#664d03;">'
+            f'{items}</ul>', sizing_mode="stretch_width", visible=False,
+            css_classes=["tlx-analysis-warnings-list"])
+        toggle = pn.widgets.Toggle(
+            name=f"⚠ {len(warnings)} warning{'s' if len(warnings) != 1 else ''} from the "
+                 "analysis", button_type="warning", button_style="outline", width=260,
+            css_classes=["tlx-analysis-warnings"])
+        toggle.link(listing, value="visible")
+        self.analysis_warnings[:] = [toggle, listing]
 
     def _set_status(self, text: str) -> None:
         self.status.object = escape(text)
@@ -355,6 +378,7 @@ class App(param.Parameterized):
         problem = live_computation_problem(session.bundle)
         if problem:
             self.warn(problem)
+        self._show_analysis_warnings(session.bundle)
         self._set_status(session.status)
         session.param.watch(lambda e: self._set_status(e.new), "status")
         self._sync_url()
@@ -424,7 +448,8 @@ class App(param.Parameterized):
 
     def template(self) -> pn.template.FastListTemplate:
         tpl = pn.template.FastListTemplate(
-            title=TITLE, header=self.header(), main=[self.alerts, self.content],
+            title=TITLE, header=self.header(),
+            main=[self.alerts, self.analysis_warnings, self.content],
             main_layout=None, accent="#1f77b4", theme_toggle=False,
             main_max_width="100%", design=OfflineFast, font=FONT)
         return tpl

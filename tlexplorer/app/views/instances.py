@@ -683,9 +683,14 @@ class InstanceView(pn.viewable.Viewer):
             "tap": pn.pane.HTML(self.tap_detail_html(), margin=(0, 5)),
             "selection": pn.pane.HTML(self.selection_html(), margin=(8, 5)),
         }
+        caption = pn.pane.HTML(
+            '<div style="font-size:12px;color:#555;">Per selected class, over all its instances '
+            'in the projection (training and validation splits of both domains): each model\'s '
+            'accuracy and the target model\'s mispredictions.</div>',
+            sizing_mode="stretch_width", margin=(0, 5), css_classes=["tlx-details-caption"])
         self._layout = pn.Column(
             pn.Row(selector, domain, sizing_mode="stretch_width"),
-            details,
+            caption, details,
             self._panes["legend"],
             plot,
             pn.Row(reproject, reset, progress, self._panes["selection"],

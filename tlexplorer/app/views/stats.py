@@ -28,6 +28,7 @@ MODEL_SERIES = {
 MODEL_MARKERS = {"source": "x", "target": "circle"}
 MODEL_SUFFIX = {"source": "S", "target": "T"}
 
+NEUTRAL_COLOR = "#666666"
 SCORE_DEFINITION = (
     "Transferability score: the best accuracy of the target model on the target validation set "
     "minus the best accuracy of the source model on it (paper §5.1). Positive: fine-tuning "
@@ -104,6 +105,19 @@ def accuracy_chart(history: pl.DataFrame):
     return fig
 
 
+def score_words(score: "float | None") -> "tuple[str, str, str]":
+    """``(text, colour, words)`` of a transferability score, following its sign as shown: a score
+    that rounds to ±0.00 is no gain (both models may be at chance), not a boost."""
+    if score is None:
+        return "n/a", "#666", "not recorded"
+    text = f"{score:+.2f}"
+    if round(score, 2) == 0:
+        return text.replace("-", "±").replace("+", "±"), NEUTRAL_COLOR, "no gain from transfer"
+    if score > 0:
+        return text, POSITIVE_COLOR, "gain from transfer"
+    return text, NEGATIVE_COLOR, "negative transfer"
+
+
 def _misclassified_text(entries: Any) -> str:
     if entries is None:
         return ""
@@ -176,19 +190,22 @@ class StatsView(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ widgets
     def _score_html(self) -> str:
-        score = self.score()
-        if score is None:
-            text, color, word = "n/a", "#666", "not recorded"
-        else:
-            text = f"{score:+.2f}"
-            color = POSITIVE_COLOR if score >= 0 else NEGATIVE_COLOR
-            word = "performance boost" if score >= 0 else "performance drop"
+        text, color, word = score_words(self.score())
         tip = html.escape(SCORE_DEFINITION, quote=True)
         return (f'<div class="tlx-score" title="{tip}" style="text-align:center;">'
                 f'<div style="font-size:12px;color:#555;">Transferability<br>score</div>'
                 f'<div class="tlx-score-value" style="font-size:40px;font-weight:700;'
                 f'color:{color};line-height:1.1;">{text}</div>'
                 f'<div style="font-size:11px;color:{color};">{word}</div></div>')
+
+    def _caption_html(self) -> str:
+        """Which instances the table's accuracies come from (the instance view counts others)."""
+        conf = self.confusion()
+        n = int(conf["n"].sum()) if "n" in conf.columns else None
+        count = f" ({n:,} instances)" if n is not None else ""
+        return (f'<div style="font-size:12px;color:#555;">Per class, on the target domain\'s '
+                f'validation set{count}: each model\'s accuracy and the classes it predicts '
+                'instead (paper §5.1).</div>')
 
     def _build_table(self) -> pn.widgets.Tabulator:
         field, direction = parse_sort(self.session.confusion_sort)
@@ -234,6 +251,8 @@ class StatsView(pn.viewable.Viewer):
         tip = pn.widgets.TooltipIcon(value=SCORE_DEFINITION, margin=(0, 5))
         self._table = self._build_table()
         self._sync_selection()
+        caption = pn.pane.HTML(self._caption_html(), sizing_mode="stretch_width",
+                               margin=(0, 5), css_classes=["tlx-confusion-caption"])
         downloads = pn.Row(
             csv_download(lambda: flatten_for_csv(self.confusion()), "confusion.csv",
                          label="Confusion CSV", width=130),
@@ -242,7 +261,7 @@ class StatsView(pn.viewable.Viewer):
         self._layout = pn.Column(
             pn.Row(pn.Column(score, tip, width=130), chart, sizing_mode="stretch_width",
                    height=250),
-            self._table, downloads,
+            caption, self._table, downloads,
             sizing_mode="stretch_both", css_classes=["tlx-stats-view"])
         return self._layout
 
