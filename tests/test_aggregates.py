@@ -240,7 +240,7 @@ def test_feature_ranking_order_and_histograms(agg, bundle):
     assert desc.height == sum(n for _l, _k, n in LAYERS)
     first = desc.row(0, named=True)
     assert first["rank"] == 1
-    assert first["label"] == layer_label(first["layer_index"], first["neuron"])
+    assert first["label"] == f"{first['layer']} #{first['neuron']}"
     # counts per domain add up to the class's instances of each domain
     assert all(sum(h) == 8 for h in desc["hist_source"].to_list())
     assert all(sum(h) == 8 for h in desc["hist_target"].to_list())
@@ -259,7 +259,7 @@ def test_discriminability_projection(agg, bundle):
     assert (proj["domain"] == "source").sum() == summary["n_source"]
     assert (proj["domain"] == "target").sum() == summary["n_target"]
     assert list(proj["domain"][:summary["n_source"]]) == ["source"] * summary["n_source"]
-    assert proj["axis_label"] == ["L2#3", "L1#1"]
+    assert proj["axis_label"] == ["features.conv2 #3", "features.conv1 #1"]
     table = bundle.table("discriminability").filter(pl.col("scope") == "2")
     row = table.with_row_index("i").filter((pl.col("layer") == "features.conv2")
                                            & (pl.col("neuron") == 3))["i"][0]

@@ -47,7 +47,7 @@ __all__ = [
     "aggregates_for",
     "box_stats",
     "histogram",
-    "layer_label",
+    "layer_label", "neuron_label", "short_layer_names",
 ]
 
 ALL = "__all__"
@@ -156,6 +156,29 @@ def box_stats(groups: Sequence[np.ndarray], inherited: Sequence[np.ndarray] | No
 def layer_label(layer_index: int, neuron: int) -> str:
     """The paper's short neuron label: ``L5#173`` for neuron 173 of the 5th layer (1-based)."""
     return f"L{layer_index + 1}#{int(neuron)}"
+
+
+def neuron_label(layer: str, neuron: int) -> str:
+    """A neuron's label that needs no lookup: ``features.conv5 #173``."""
+    return f"{layer} #{int(neuron)}"
+
+
+def short_layer_names(layers: "Sequence[str]") -> "dict[str, str]":
+    """Each layer's shortest dotted suffix that no other layer shares: ``features.conv5`` ->
+    ``conv5`` and ``classifier.fc6`` -> ``fc6``, but ``layer1.0.conv1`` stays whole beside
+    ``layer2.0.conv1``. For labels in tight places (biplot arrows)."""
+    out = {}
+    for layer in layers:
+        parts = str(layer).split(".")
+        for k in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-k:])
+            if parts[-k].isdigit() and k < len(parts):
+                continue  # "0" says nothing: keep the name of what it is an item of
+            if not any(str(o) != str(layer) and (str(o) == suffix or str(o).endswith("." + suffix))
+                       for o in layers):
+                break
+        out[str(layer)] = suffix
+    return out
 
 
 class _LRU:
@@ -805,7 +828,7 @@ class BundleAggregates:
         -------
         polars.DataFrame
             ``layer``, ``layer_index`` (0-based position in the bundle), ``neuron``, ``label``
-            (``L5#173``), ``coef``, ``rank``, ``axis_row``, ``hist_source``, ``hist_target``
+            (``features.conv5 #173``), ``coef``, ``rank``, ``axis_row``, ``hist_source``, ``hist_target``
             (list[i64] counts of the target model's conductance on the scope's source and target
             instances, over shared bins), ``bin_lo``, ``bin_hi``.
         """
@@ -835,8 +858,9 @@ class BundleAggregates:
             li = [index.get(l, -1) for l in table["layer"].to_list()]
             return table.with_columns(
                 pl.Series("layer_index", li, dtype=pl.Int64),
-                pl.Series("label", [layer_label(i, n) for i, n in
-                                    zip(li, table["neuron"].to_list())], dtype=pl.String),
+                pl.Series("label", [neuron_label(l, n) for l, n in
+                                    zip(table["layer"].to_list(), table["neuron"].to_list())],
+                          dtype=pl.String),
                 pl.Series("hist_source", [h.tolist() for h in hs], dtype=pl.List(pl.Int64)),
                 pl.Series("hist_target", [h.tolist() for h in ht], dtype=pl.List(pl.Int64)),
                 pl.Series("bin_lo", lo_l, dtype=pl.Float64),
@@ -873,7 +897,7 @@ class BundleAggregates:
         dict
             ``x``, ``y`` (float32 (M_s + M_t,)), ``domain`` (str array, ``source`` rows first),
             ``n_source``, ``n_target``, ``axes`` (float32 (P, 2)), ``axis_layer``, ``axis_neuron``,
-            ``axis_label`` (``L5#173``), ``cv_accuracy`` (float or None).
+            ``axis_label`` (``features.conv5 #173``), ``cv_accuracy`` (float or None).
         """
         from tlexplorer.bundle.schema import safe_component
 
@@ -890,7 +914,6 @@ class BundleAggregates:
         proj, domain, n_s, cv = self._memo("projection", (str(scope),), points, maxsize=32)
         table = self.discriminability_table(scope)
         axes_all = self._array_or_none(f"discriminability/{safe_component(scope)}/axes")
-        index = {name: i for i, name in enumerate(self.layer_names)}
         if neurons is None:
             sel = table
         else:
@@ -912,7 +935,7 @@ class BundleAggregates:
             "x": proj[:, 0], "y": proj[:, 1], "domain": domain,
             "n_source": n_s, "n_target": int(proj.shape[0] - n_s),
             "axes": axes, "axis_layer": layers_sel, "axis_neuron": neurons_sel,
-            "axis_label": [layer_label(index.get(l, -1), n) for l, n in zip(layers_sel, neurons_sel)],
+            "axis_label": [neuron_label(l, n) for l, n in zip(layers_sel, neurons_sel)],
             "cv_accuracy": None if cv is None or (isinstance(cv, float) and math.isnan(cv))
             else float(cv),
         }

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import holoviews as hv
+import numpy as np
 import pytest
 
 from tlexplorer.aggregates import aggregates_for
@@ -89,7 +90,8 @@ def test_checked_neurons_change_the_axes(session):
     assert view._table.value["axis"].iloc[-1] == "●"
     # the plot's axes overlay follows: the arrows carry the new label
     labels = [el for el in view._plot.object.traverse(lambda e: e, [hv.Labels])]
-    assert last["label"] in set(labels[-1].data["label"])
+    shown = set().union(*(set(el.data["label"]) for el in labels))
+    assert f"{last['layer'].split('.')[-1]} #{int(last['neuron'])}" in shown
     # checking rows in the table writes back to the session
     view._table.selection = [0, 1]
     assert session.checked_neurons == [(view.ranking.iloc[i]["layer"],
@@ -118,3 +120,32 @@ def test_panel_builds(session):
     layout = view.__panel__()
     assert layout is view.__panel__()
     assert layout.get_root() is not None
+
+
+def test_biplot_labels_do_not_overlap():
+    from tlexplorer.app.views.features import place_labels
+
+    ends = np.array([[1.0, 1.0], [1.0, 1.01], [1.02, 0.99], [-1.0, 0.5], [-1.0, 0.5], [0.3, -2.0]])
+    texts = ["features.conv5 #173"] * len(ends)
+    placed = place_labels(ends, texts, span_x=4.0, span_y=6.0)
+    assert len(placed) == len(ends)
+    boxes = []
+    for (x, y, align), text in zip(placed, texts):
+        w, h = 0.02 * len(text), 0.05
+        x0 = x / 4.0 if align == "left" else x / 4.0 - w
+        boxes.append((x0, y / 6.0 - h / 2, x0 + w, y / 6.0 + h / 2))
+        assert align == ("left" if x >= 0 else "right")
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not (a[0] < b[2] - 1e-9 and b[0] < a[2] - 1e-9 and a[1] < b[3] - 1e-9
+                        and b[1] < a[3] - 1e-9)
+
+
+def test_short_layer_names_stay_unambiguous():
+    from tlexplorer.aggregates import short_layer_names
+
+    assert short_layer_names(["features.conv5", "classifier.fc6"]) == {
+        "features.conv5": "conv5", "classifier.fc6": "fc6"}
+    names = short_layer_names(["layer1.0.conv1", "layer2.0.conv1", "layer2.0.downsample.0", "fc"])
+    assert names == {"layer1.0.conv1": "layer1.0.conv1", "layer2.0.conv1": "layer2.0.conv1",
+                     "layer2.0.downsample.0": "downsample.0", "fc": "fc"}

@@ -23,7 +23,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from tlexplorer.aggregates import ALL, aggregates_for
+from tlexplorer.aggregates import ALL, aggregates_for, short_layer_names
 from tlexplorer.app.state import Session
 from tlexplorer.app.views import SOURCE_COLOR, TARGET_COLOR
 from tlexplorer.app.views.neuron_detail import (_call_in_session, _session_doc, feature_vis_service,
@@ -31,7 +31,8 @@ from tlexplorer.app.views.neuron_detail import (_call_in_session, _session_doc, 
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DATASHADE_THRESHOLD", "FeatureView", "active_axes", "mirrored_histogram_svg"]
+__all__ = ["DATASHADE_THRESHOLD", "FeatureView", "active_axes", "mirrored_histogram_svg",
+           "place_labels"]
 
 #: Scatter points beyond which the discriminability plot is rasterized with datashader.
 DATASHADE_THRESHOLD = 5000
@@ -94,6 +95,38 @@ def active_axes(ranking: pd.DataFrame | Any, checked: list, top: int = TOP_AXES)
         if key in present and key not in out:
             out.append(key)
     return out
+
+
+def place_labels(ends: np.ndarray, texts: "list[str]", *, span_x: float, span_y: float,
+                 char_width: float = 0.02, line_height: float = 0.05
+                 ) -> "list[tuple[float, float, str]]":
+    """Positions ``(x, y, align)`` for biplot labels at the arrow ends ``ends`` (K, 2), none over
+    another.
+
+    Works in plot fractions (``span_x``, ``span_y``: the data ranges shown): a label sits just past
+    its arrow's end, on the outer side (left-aligned right of the origin, right-aligned left of
+    it); when it would cover a label placed before (longer arrows first), it moves up or down by
+    whole lines until it does not.
+    """
+    ends = np.asarray(ends, dtype=np.float64).reshape(-1, 2)
+    boxes: "list[tuple[float, float, float, float]]" = []
+    out: "list[tuple[float, float, str] | None]" = [None] * len(ends)
+    order = np.argsort(-np.hypot(ends[:, 0] / span_x, ends[:, 1] / span_y), kind="stable")
+    for i in order:
+        x, y = ends[i, 0] / span_x, ends[i, 1] / span_y
+        align = "left" if x >= 0 else "right"
+        width = char_width * max(len(texts[i]), 1)
+        pad = 0.012 if align == "left" else -0.012
+        for step in [0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6]:
+            cy = y + step * line_height
+            x0 = x + pad if align == "left" else x + pad - width
+            box = (x0, cy - line_height / 2, x0 + width, cy + line_height / 2)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                       for b in boxes):
+                break
+        boxes.append(box)
+        out[i] = ((x + pad) * span_x, cy * span_y, align)
+    return [o for o in out if o is not None]
 
 
 class FeatureView(pn.viewable.Viewer):
@@ -174,7 +207,7 @@ class FeatureView(pn.viewable.Viewer):
             "label": fr["label"].to_list(), "layer": fr["layer"].to_list(),
             "neuron": fr["neuron"].to_list(), "rank": fr["rank"].to_list(),
             "layer_index": fr["layer_index"].to_list(), "histogram": hists,
-            "coef": np.round(fr["coef"].to_numpy(), 4),
+            "coef": [f"{c:.3g}" for c in fr["coef"].to_list()],  # 3 significant digits
         })
         self._base = {scope: base}  # one scope at a time: the frames hold SVG text
         return base
@@ -364,10 +397,18 @@ class FeatureView(pn.viewable.Viewer):
                 heads.append((x1, y1, x1 + back[0] * sx, y1 + back[1] * sy))
         heads = hv.Segments(pd.DataFrame(heads, columns=["x0", "y0", "x1", "y1"]),
                             ["x0", "y0", "x1", "y1"]).opts(color="#333333", line_width=1.5)
-        labels = hv.Labels(seg.rename(columns={"x1": "x", "y1": "y"}), ["x", "y"], ["label"]).opts(
-            text_font_size="9pt", text_color="#111111", yoffset=0.0, text_align="left",
-            xoffset=0.02 * extent)
-        return segments * heads * labels
+        short = short_layer_names(self._agg.layer_names)
+        texts = [f"{short.get(str(l), l)} #{int(n)}" for l, n in
+                 zip(sel["axis_layer"], sel["axis_neuron"])]
+        placed = place_labels(end, texts, span_x=sx, span_y=sy)
+        labels = []
+        for align in ("left", "right"):
+            rows = [(px, py, text) for (px, py, a), text in zip(placed, texts) if a == align]
+            frame = pd.DataFrame(rows, columns=["x", "y", "label"])
+            labels.append(hv.Labels(frame, ["x", "y"], ["label"]).opts(
+                text_font_size="9pt", text_color="#111111", text_align=align,
+                text_baseline="middle"))
+        return segments * heads * labels[0] * labels[1]
 
     def _refresh_plot(self, rebuild: bool = False) -> None:
         import holoviews as hv
@@ -381,7 +422,8 @@ class FeatureView(pn.viewable.Viewer):
         title = ("Domain discriminability" + (f" (CV accuracy {cv:.3f})" if cv is not None else ""))
         overlay = (self._plot_points * boundary * self._axes_element(proj, self.axes)).opts(
             title=title, xlabel="classifier direction u (decision boundary at 0)",
-            ylabel="first principal component g", show_legend=True, legend_position="top_left",
+            ylabel="first principal component g", show_legend=True, legend_position="top",
+            legend_opts={"orientation": "horizontal"},
             responsive=True, height=self.plot_height, toolbar="above")
         self._plot.object = overlay
 
