@@ -171,7 +171,10 @@ def test_scatter_hover_tap_and_raster(page, served):
     _click_data_point(page, fig, x, y, click=False)  # hover
     tooltip = page.locator(".tlx-tooltip").first
     tooltip.wait_for(state="visible", timeout=10000)
-    assert tooltip.locator("img").first.get_attribute("src").startswith("data:image/png;base64,")
+    assert page.locator(".tlx-tooltip").count() == 1  # the nearest instance only
+    img = tooltip.locator("img").first
+    assert "tlx-thumbnail/" in img.get_attribute("src")  # fetched from the server on hover
+    assert _wait(lambda: img.evaluate("i => i.complete && i.naturalWidth > 0"))
     assert "target model" in _deep_text(tooltip)
     _shot(page, "hover")
     _click_data_point(page, fig, x, y)  # tap: pins the instance in the detail pane

@@ -65,6 +65,16 @@ def load_bundle(path_or_bundle: Any) -> Any:
         return bundles[key]
 
 
+def loaded_bundle_by_key(key: str) -> Any:
+    """The bundle of content key ``key`` among those this process has loaded, else None (a
+    request can only reach bundles the server was configured with)."""
+    with _LOCK:
+        for bundle in _store(_BUNDLES).values():
+            if getattr(bundle, "key", None) == key:
+                return bundle
+    return None
+
+
 def bundle_identity(bundle: Any) -> str:
     """A stable identity of a bundle's content for cache keys (never ``id()``)."""
     key = getattr(bundle, "key", None)
@@ -102,4 +112,5 @@ def clear_cache() -> None:
         pn.state.cache.pop(_DERIVED, None)
 
 
-__all__ = ["bundle_identity", "clear_cache", "derived", "load_bundle", "resolve_bundle_path"]
+__all__ = ["bundle_identity", "clear_cache", "derived", "load_bundle", "loaded_bundle_by_key",
+           "resolve_bundle_path"]

@@ -278,7 +278,11 @@ def serve(bundles: Any, *, port: int = 5006, address: "str | None" = None,
         kwargs["num_procs"] = int(num_procs)
     elif warm:
         warm_up(sources)
-    kwargs["extra_patterns"] = [*kwargs.get("extra_patterns", []), (HEALTH_PATH, HealthHandler)]
+    from tlexplorer.app import thumbnails
+
+    thumbnails.enabled = True
+    kwargs["extra_patterns"] = [*kwargs.get("extra_patterns", []), (HEALTH_PATH, HealthHandler),
+                                (thumbnails.ROUTE, thumbnails.ThumbnailHandler)]
     url = f"http://{address}:{port}/"
     if verbose and port and not threaded:
         if num_procs > 1:  # after the fork, so that no thread of ours is copied into a child

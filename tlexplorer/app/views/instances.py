@@ -32,7 +32,7 @@ import polars as pl
 from bokeh.models import HoverTool
 from holoviews.operation.datashader import rasterize
 
-from tlexplorer.app import jobs
+from tlexplorer.app import jobs, thumbnails
 from tlexplorer.app.export import PLOT_TOOLS, csv_download
 from tlexplorer.app.loading import bundle_identity, derived
 from tlexplorer.app.state import Session
@@ -306,7 +306,8 @@ class InstanceView(pn.viewable.Viewer):
         self._job: "jobs.Job | None" = None
         self._layout = None
         self._panes: dict[str, Any] = {}
-        self._hover = HoverTool(tooltips=TOOLTIP, name="tlx-instance-hover")
+        # one card, for the instance nearest the pointer, not a list of all under it
+        self._hover = HoverTool(tooltips=TOOLTIP, name="tlx-instance-hover", limit=1)
         self._compute_subset()
         self._range = hv.streams.RangeXY()
         self._plotsize = hv.streams.PlotSize()
@@ -399,8 +400,12 @@ class InstanceView(pn.viewable.Viewer):
         frame["prediction"] = [
             (names[p] if 0 <= p < len(names) else str(p)) + ("" if p == lab else " ✗")
             for p, lab in zip(preds, labels)]
-        frame["thumb"] = ([thumbnail_img(thumbnail_uri(self.bundle, r), 48) for r in rows]
-                          if thumbs else [""] * len(rows))
+        if thumbnails.enabled and self.bundle.has("thumbnails"):  # served: a URL per point
+            key = self.bundle.key
+            frame["thumb"] = [thumbnail_img(thumbnails.thumbnail_url(key, r), 48) for r in rows]
+        else:  # notebooks, panel serve: the images themselves, while there are few
+            frame["thumb"] = ([thumbnail_img(thumbnail_uri(self.bundle, r), 48) for r in rows]
+                              if thumbs else [""] * len(rows))
         return frame
 
     GLYPH_VDIMS = ["class_name", "role", "mispredicted", "row", "color", "marker", "instance_id",
