@@ -134,9 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
 
-    p = sub.add_parser("demo", help="build the digits scenario, train, analyse and serve the dashboard")
+    p = sub.add_parser("demo", help="build the digits scenario, train, analyse and serve the dashboard",
+                       description="Build the digits scenario (printed -> handwritten), train and "
+                                   "fine-tune, analyse and serve the dashboard; each step reuses what "
+                                   "an earlier run finished.")
     p.add_argument("--out", default="runs/digits", help="run directory (bundle goes to OUT/bundle)")
-    p.add_argument("--port", type=_port, default=5006)
+    p.add_argument("--port", type=_port, default=5006, help="port of the dashboard (default: 5006)")
     p.add_argument("--address", default=None, help="address to listen on (default: localhost)")
     p.add_argument("--per-class", type=_positive_int, default=1000, help="printed digits per class")
     p.add_argument("--no-serve", action="store_true", help="stop after the analysis")
