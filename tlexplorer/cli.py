@@ -84,8 +84,12 @@ def cmd_train(args) -> int:
     options = dataclasses.replace(options, **overrides) if overrides else options
     if data is None:
         from .datasets import load_transfer_data
+        from .errors import DataError
 
-        data = load_transfer_data(data_spec)
+        try:
+            data = load_transfer_data(data_spec)
+        except DataError as exc:  # name the file the bad entry is in
+            raise type(exc)(f"{args.config}: {exc}") from exc
     result = train_transfer(data, model_spec, options, args.out, progress=not args.quiet,
                             overwrite=args.overwrite)
     from .demo import run_summary
