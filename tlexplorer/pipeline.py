@@ -6,10 +6,12 @@ analysis resumes where it stopped and the finished bundle replaces any old one i
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,8 +22,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import __version__
+from ._progress import fraction_bar_format
 from .config import package_versions, resolve_device
-from .errors import LayerError
+from .errors import BundleError, DiskFullError, LayerError
 
 ALL = "__all__"
 
@@ -117,10 +120,12 @@ def _stage_instances(ctx: _Context) -> None:
         size = ctx.options.thumbnail_size
         thumbs = np.zeros((len(table), size, size, 3), dtype=np.uint8)
         start = 0
-        for split in ctx.data.splits():
-            for i in range(len(split)):
-                thumbs[start + i] = _thumbnail(split.raw_image(i), size)
-            start += len(split)
+        with _tqdm(ctx, total=len(table), desc="thumbnails", unit="img") as bar:
+            for split in ctx.data.splits():
+                for i in range(len(split)):
+                    thumbs[start + i] = _thumbnail(split.raw_image(i), size)
+                    bar.update()
+                start += len(split)
         ctx.writer.write_array("thumbnails", thumbs)
 
 
@@ -161,7 +166,8 @@ def _stage_predictions(ctx: _Context) -> None:
             continue
         want_embedding = model_name == "target"
         result = capture(ctx.models[model_name], ctx.loader(all_rows), embedding=want_embedding,
-                         predictions=True, device=ctx.device, progress=ctx.progress)
+                         predictions=True, device=ctx.device, progress=ctx.progress,
+                         desc=f"predictions {model_name} model")
         if want_embedding:
             ctx.writer.write_array("embedding", result.embedding.numpy().astype(np.float32))
         predictions = result.predictions
@@ -231,24 +237,28 @@ def _stage_conductance(ctx: _Context) -> None:
         if all(ctx.writer.has_array(f"conductance/{combo}/{l}") for l in ctx.layer_names):
             continue
         n_chunks = max(1, math.ceil(len(rows) / opts.chunk_size))
-        bar = _tqdm(ctx, total=len(rows), desc=f"conductance {combo}", unit="img")
+        bar = _tqdm(ctx, total=len(rows), desc=f"conductance {combo}", unit="img",
+                    bar_format=fraction_bar_format(len(rows)))
         for chunk in range(n_chunks):
             part = rows[chunk * opts.chunk_size:(chunk + 1) * opts.chunk_size]
             names = [f"conductance/{combo}/{layer}" for layer in ctx.layer_names]
             if not all(ctx.writer.has_chunk(name, chunk) for name in names):
                 # The completeness check is collected (and reported in the manifest) instead of
                 # warning once per chunk.
+                # the bar moves with every pass, within a chunk and within one instance's path
                 result, report = layer_conductance(
                     model, ctx.layer_names, ctx.loader(part), None, n_steps=opts.n_steps,
                     method=opts.method, internal_batch_size=opts.internal_batch_size,
-                    device=ctx.device, return_report=True, completeness_tol=None)
+                    device=ctx.device, return_report=True, completeness_tol=None,
+                    callback=bar.update)
                 for name, layer in zip(names, ctx.layer_names):
                     ctx.writer.write_chunk(name, chunk, result[layer].numpy().astype(np.float32))
                 ctx.writer.write_json(f"completeness/{combo}/{chunk:05d}", {
                     "cut": {l: bool(report.cut[l]) for l in ctx.layer_names},
                     "abs_gap": {l: float(report.gap(l).abs().sum()) for l in ctx.layer_names},
                     "abs_delta": float(report.delta.abs().sum())})
-            bar.update(len(part))
+            else:
+                bar.update(len(part))
         bar.close()
         for layer in ctx.layer_names:
             ctx.writer.concat_chunks(f"conductance/{combo}/{layer}", n_chunks)
@@ -259,7 +269,8 @@ def _stage_conductance(ctx: _Context) -> None:
         if all(ctx.writer.has_array(f"activations/{combo}/{l}") for l in ctx.layer_names):
             continue
         result = capture(ctx.models[model_name], ctx.loader(ctx.rows[domain]), layers=ctx.layer_names,
-                         reduce="max", device=ctx.device, progress=ctx.progress)
+                         reduce="max", device=ctx.device, progress=ctx.progress,
+                         desc=f"activations {combo}")
         for name in ctx.layer_names:
             ctx.writer.write_array(f"activations/{combo}/{name}", result.activations[name].numpy().astype(np.float32))
 
@@ -361,7 +372,8 @@ def _stage_weights(ctx: _Context) -> None:
             loader = DataLoader(ctx.dataset(rows), batch_size=batch, shuffle=False)
             start = 0
             for contrib in iter_weight_contributions(ctx.models[model_name], layer_from, layer_to,
-                                                     loader, device=ctx.device):
+                                                     loader, device=ctx.device, progress=ctx.progress,
+                                                     desc=f"weights {model_name} {layer_from}->{layer_to}"):
                 batch_labels = labels[start:start + len(contrib)]
                 for c in np.unique(batch_labels):
                     mask = torch.from_numpy(batch_labels == c).to(contrib.device)
@@ -495,31 +507,96 @@ def _stage_changes(ctx: _Context, neurons: pl.DataFrame) -> None:
     ctx.writer.write_table("neuron_changes", pl.concat(frames))
 
 
-def _precompute_feature_vis(ctx: _Context, bundle, neurons: pl.DataFrame) -> None:
-    """Feature visualizations of every important neuron of both models, cached in the bundle."""
+def _precompute_feature_vis(bundle, models: dict, neurons: pl.DataFrame, *, image: dict,
+                            options: AnalyzeOptions, device, progress: bool) -> int:
+    """Feature visualizations of every important neuron of both models, cached in the finished
+    bundle (``cache/featurevis/...``, where the app looks first). Each batch is written as soon as
+    it is optimised, so an interrupted run keeps what it finished and the next one resumes; returns
+    how many images were made."""
     from .analysis.featurevis import visualize_neurons
 
-    split = ctx.data.target_train
+    todo = []  # (model, layer, neurons without an image yet)
     for model_name in ("source", "target"):
-        for layer in ctx.layer_names:
+        for layer in bundle.layer_names:
             wanted = neurons.filter((pl.col("model") == model_name) & (pl.col("layer") == layer)
                                     & pl.col("important"))["neuron"].unique().sort().to_list()
-            wanted = [n for n in wanted if bundle.cache_array(f"featurevis/{model_name}/{layer}/{n}") is None]
-            if not wanted:
-                continue
-            images = visualize_neurons(ctx.models[model_name], layer, wanted, image_size=split.image_size,
-                                       mean=split.mean, std=split.std, steps=ctx.options.feature_vis_steps,
-                                       seed=ctx.options.seed, device=ctx.device)
-            for neuron, image in zip(wanted, images):
-                bundle.write_cache_array(f"featurevis/{model_name}/{layer}/{neuron}", image)
+            missing = [n for n in wanted if bundle.cache_array(f"featurevis/{model_name}/{layer}/{n}") is None]
+            if missing:
+                todo.append((model_name, layer, missing))
+    total = sum(len(missing) for _, _, missing in todo)
+    steps = options.feature_vis_steps
+    bar = _tqdm(None, total=total, desc="feature visualizations", unit="neuron",
+                bar_format=fraction_bar_format(total), disable=not progress)
+    done = 0
+    with bar:
+        for model_name, layer, missing in todo:
+            bar.set_postfix_str(f"{model_name} {layer}")
+            for start in range(0, len(missing), FEATURE_VIS_BATCH):
+                batch = missing[start:start + FEATURE_VIS_BATCH]
+                images = visualize_neurons(models[model_name], layer, batch, image_size=image["size"],
+                                           mean=image["mean"], std=image["std"], steps=steps,
+                                           seed=options.seed, device=device, batch_size=len(batch),
+                                           on_step=lambda k: bar.update(k / max(steps, 1)))
+                for neuron, picture in zip(batch, images):
+                    if not bundle.write_cache_array(f"featurevis/{model_name}/{layer}/{neuron}", picture):
+                        raise BundleError(f"{bundle.path / 'cache'}: cannot write feature visualizations "
+                                          f"(read-only folder or full disk); the {done} made so far "
+                                          "are kept and the same command resumes")
+                    done += 1
+                if steps == 0:
+                    bar.update(len(batch))
+    return done
+
+
+#: Neurons optimised together by ``--feature-vis`` (and written together: the unit of resume).
+FEATURE_VIS_BATCH = 32
 
 
 # ---------------------------------------------------------------------------------------- progress
-def _tqdm(ctx: _Context, iterable=None, **kwargs):
+def _tqdm(ctx: "_Context | None", iterable=None, **kwargs):
     """A tqdm bar, silent when progress is off."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, disable=not ctx.progress, **kwargs)
+    if ctx is not None:
+        kwargs.setdefault("disable", not ctx.progress)
+    return tqdm(iterable, **kwargs)
+
+
+@contextlib.contextmanager
+def _stage(seconds: dict, name: str):
+    """Time one stage of the analysis into ``seconds[name]`` (the summary table at the end)."""
+    started = time.perf_counter()
+    yield
+    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+def stage_table(seconds: dict, warnings: "list[str]" = ()) -> str:
+    """The stage times (and the analysis's warnings) as the text ``analyze`` ends with."""
+    width = max([len(name) for name in seconds] + [len("total")])
+    lines = [f"{'stage':<{width}}  seconds"]
+    lines += [f"{name:<{width}}  {value:7.1f}" for name, value in seconds.items()]
+    lines.append(f"{'total':<{width}}  {sum(seconds.values()):7.1f}")
+    lines += [f"warning: {text}" for text in warnings]
+    return "\n".join(lines)
+
+
+def _image_settings(data) -> dict:
+    """Input size and normalisation of the target domain (what feature visualizations optimise for)."""
+    split = data.target_train
+    return {"size": split.image_size, "mean": tuple(split.mean), "std": tuple(split.std)}
+
+
+def _finished_bundle(out: Path, fingerprint: str):
+    """The finished bundle at ``out`` if it was computed with this fingerprint, else None."""
+    from .bundle import open_bundle
+
+    if not (out / "manifest.json").is_file():
+        return None
+    try:
+        bundle = open_bundle(out)
+    except BundleError:
+        return None
+    return bundle if bundle.manifest.get("fingerprint") == fingerprint else None
 
 
 # -------------------------------------------------------------------------------------------- driver
@@ -535,9 +612,11 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         The bundle directory (default ``run_dir/bundle``). Replaced atomically when finished.
     options : AnalyzeOptions, optional
     progress : bool
-        Progress bars on the terminal.
+        Progress bars on the terminal, and a table of stage times and the warnings at the end.
     resume : bool
-        Reuse the completed work of an interrupted analysis with the same options.
+        Reuse the completed work of an interrupted analysis with the same options, and a finished
+        bundle at ``out`` computed with the same options and inputs: then only the feature
+        visualizations it lacks are added (``options.feature_vis``).
 
     Returns
     -------
@@ -548,57 +627,98 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     from .training import load_run
 
     options = options or AnalyzeOptions()
-    run = load_run(run_dir)
-    out = Path(out) if out is not None else Path(run_dir) / "bundle"
-    device = resolve_device(options.device)
-    data = run.data()
-    source, target = run.build_models()
-    models = {"source": source.to(device).eval(), "target": target.to(device).eval()}
-    layers = hidden_layers(target, options.layers)
-    hidden_layers(source, [l.name for l in layers])  # the same layers must exist in both models
+    seconds: dict = {}
+    with _stage(seconds, "run, data and models"):
+        run = load_run(run_dir)
+        out = Path(out) if out is not None else Path(run_dir) / "bundle"
+        device = resolve_device(options.device)
+        data = run.data()
+        source, target = run.build_models()
+        models = {"source": source.to(device).eval(), "target": target.to(device).eval()}
+        layers = hidden_layers(target, options.layers)
+        hidden_layers(source, [l.name for l in layers])  # the same layers must exist in both models
 
     # Completed work of an interrupted analysis is reused only for the same options and inputs.
     fingerprint = hashlib.sha256(json.dumps([options.fingerprint(), run.config.get("checkpoints"),
                                              data.hashes()], sort_keys=True).encode()).hexdigest()[:20]
+    finished = _finished_bundle(out, fingerprint) if resume else None
+    if finished is not None:  # e.g. `analyze --feature-vis` after a plain `analyze`
+        if progress:
+            print(f"{out}: already analysed with these options and inputs (--restart recomputes it)")
+        if options.feature_vis:
+            with _stage(seconds, "feature visualizations"), _disk_full_hint(out):
+                _precompute_feature_vis(finished, models, finished.table("neurons"),
+                                        image=_image_settings(data), options=options, device=device,
+                                        progress=progress)
+        if progress:
+            print(stage_table(seconds, finished.manifest.get("warnings", [])))
+        return out
+
     writer = BundleWriter(out, resume=resume, fingerprint=fingerprint)
     ctx = _Context(run=run, data=data, models=models, layers=layers, writer=writer, options=options,
                    device=device, progress=progress)
     torch.manual_seed(options.seed)
-    _stage_instances(ctx)
-    _select_rows(ctx)
-    _stage_predictions(ctx)
-    _stage_projection(ctx)
-    scores = _stage_tables(ctx)
-    _stage_conductance(ctx)
-    neurons = _stage_neurons(ctx)
-    _stage_weights(ctx)
-    _stage_discriminability(ctx, neurons)
-    _stage_layer_metrics(ctx)
-    _stage_changes(ctx, neurons)
-    writer.write_file("models/source.pt", run.source_path)
-    writer.write_file("models/target.pt", run.target_path)
-
-    manifest = {
-        "tlexplorer_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": package_versions(),
-        "source_domain": data.source_name, "target_domain": data.target_name,
-        "classes": list(data.classes),
-        "model": run.config["model"],
-        "layers": [{"name": l.name, "kind": l.kind, "neurons": l.neurons} for l in layers],
-        "options": options.to_json(),
-        "inputs": {"checkpoints": run.config.get("checkpoints", {}), "data": data.hashes(),
-                   "data_spec": run.config.get("data"), "run_dir": str(Path(run_dir).resolve())},
-        "combos": [f"{m}_on_{d}" for m, d in _combos(ctx)],
-        "counts": {"instances": len(ctx.instances), "rows_source": len(ctx.rows["source"]),
-                   "rows_target": len(ctx.rows["target"])},
-        "image": {"size": data.image_size, "mean": list(data.target_train.mean),
-                  "std": list(data.target_train.std)},
-        "scores": scores,
-        "completeness": ctx.completeness,
-        "warnings": ctx.warnings,
-    }
-    path = writer.finalize(manifest)
+    with _disk_full_hint(writer.work_dir):
+        with _stage(seconds, "instances and thumbnails"):
+            _stage_instances(ctx)
+            _select_rows(ctx)
+        with _stage(seconds, "predictions and embedding"):
+            _stage_predictions(ctx)
+        with _stage(seconds, "t-SNE projection"):
+            _stage_projection(ctx)
+        with _stage(seconds, "tables"):
+            scores = _stage_tables(ctx)
+        with _stage(seconds, "conductance and activations"):
+            _stage_conductance(ctx)
+        with _stage(seconds, "important neurons"):
+            neurons = _stage_neurons(ctx)
+        with _stage(seconds, "important weights"):
+            _stage_weights(ctx)
+        with _stage(seconds, "domain discriminability"):
+            _stage_discriminability(ctx, neurons)
+        with _stage(seconds, "layer metrics"):
+            _stage_layer_metrics(ctx)
+        with _stage(seconds, "neuron changes"):
+            _stage_changes(ctx, neurons)
+        with _stage(seconds, "bundle"):
+            writer.write_file("models/source.pt", run.source_path)
+            writer.write_file("models/target.pt", run.target_path)
+            manifest = {
+                "tlexplorer_version": __version__,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "versions": package_versions(),
+                "source_domain": data.source_name, "target_domain": data.target_name,
+                "classes": list(data.classes),
+                "model": run.config["model"],
+                "layers": [{"name": l.name, "kind": l.kind, "neurons": l.neurons} for l in layers],
+                "options": options.to_json(),
+                "fingerprint": fingerprint,
+                "inputs": {"checkpoints": run.config.get("checkpoints", {}), "data": data.hashes(),
+                           "data_spec": run.config.get("data"), "run_dir": str(Path(run_dir).resolve())},
+                "combos": [f"{m}_on_{d}" for m, d in _combos(ctx)],
+                "counts": {"instances": len(ctx.instances), "rows_source": len(ctx.rows["source"]),
+                           "rows_target": len(ctx.rows["target"])},
+                "image": {"size": data.image_size, "mean": list(data.target_train.mean),
+                          "std": list(data.target_train.std)},
+                "scores": scores,
+                "completeness": ctx.completeness,
+                "warnings": ctx.warnings,
+            }
+            path = writer.finalize(manifest)
     if options.feature_vis:
-        _precompute_feature_vis(ctx, open_bundle(path), neurons)
+        with _stage(seconds, "feature visualizations"), _disk_full_hint(path):
+            _precompute_feature_vis(open_bundle(path), models, neurons, image=_image_settings(data),
+                                    options=options, device=device, progress=progress)
+    if progress:
+        print(stage_table(seconds, ctx.warnings))
     return path
+
+
+@contextlib.contextmanager
+def _disk_full_hint(kept: Path):
+    """A full disk names what is kept: the analysis done so far resumes from ``kept``."""
+    try:
+        yield
+    except DiskFullError as exc:
+        raise DiskFullError(f"{exc}; the work done so far is kept in {kept} and the same command "
+                            "resumes from it") from exc
