@@ -351,6 +351,8 @@ def _stage_weights(ctx: _Context) -> None:
     labels = ctx.instances["label"].to_numpy()[rows]
     frames = []
     top = {}  # (model, class label, layer_from) -> the counter's top-k weights
+    # one bar over every pair and both models (instances each), named after the pair at work
+    bar = _tqdm(ctx, total=2 * len(rows) * len(_layer_pairs(ctx)), desc="weight contributions", unit="img")
     for layer_from, layer_to in _layer_pairs(ctx):
         first = ctx.dataset(rows[:1])[0][0][None]
         try:  # a residual sum or concatenation between the two layers: no per-neuron weights
@@ -358,6 +360,7 @@ def _stage_weights(ctx: _Context) -> None:
                 weight_contributions(ctx.models[model_name], layer_from, layer_to, first, device=ctx.device)
         except LayerError as exc:
             ctx.warnings.append(f"weights skipped: {exc}")
+            bar.update(2 * len(rows))
             continue
         n_from = next(l.neurons for l in ctx.layers if l.name == layer_from)
         matrices = {m: pair_weight_matrix(ctx.models[m].get_submodule(layer_to), n_from)
@@ -371,17 +374,19 @@ def _stage_weights(ctx: _Context) -> None:
             batch = max(1, min(ctx.options.batch_size, 2 ** 26 // (n1 * n2)))
             loader = DataLoader(ctx.dataset(rows), batch_size=batch, shuffle=False)
             start = 0
+            bar.set_postfix_str(f"{model_name} {layer_from} -> {layer_to}")
             for contrib in iter_weight_contributions(ctx.models[model_name], layer_from, layer_to,
-                                                     loader, device=ctx.device, progress=ctx.progress,
-                                                     desc=f"weights {model_name} {layer_from}->{layer_to}"):
+                                                     loader, device=ctx.device):
                 batch_labels = labels[start:start + len(contrib)]
                 for c in np.unique(batch_labels):
                     mask = torch.from_numpy(batch_labels == c).to(contrib.device)
                     counters[int(c)].update(contrib[mask], k)
                 start += len(contrib)
+                bar.update(len(contrib))
             for c, counter in counters.items():
                 top[(model_name, c, layer_from)] = counter.top(k)
-    for layer_from, layer_to in _layer_pairs(ctx):
+    bar.close()
+    for layer_from, layer_to in _tqdm(ctx, _layer_pairs(ctx), desc="inherited weights", unit="pair"):
         if ("target", next(iter(classes)), layer_from) not in top:
             continue
         cond = {(m, l): np.asarray(ctx.writer.read_array(f"conductance/{m}_on_target/{l}"))
@@ -468,7 +473,7 @@ def _stage_layer_metrics(ctx: _Context) -> None:
         return np.asarray(ctx.writer.read_array(f"activations/{combo}/{layer}"), dtype=np.float64)
 
     records = []
-    for layer in ctx.layer_names:
+    for layer in _tqdm(ctx, ctx.layer_names, desc="layer metrics (CKA, A-distance)", unit="layer"):
         records.append({
             "layer": layer,
             "cka_target_data": float(linear_cka(act("source_on_target", layer), act("target_on_target", layer))),

@@ -290,18 +290,17 @@ def weight_contributions(model: nn.Module, layer_from: LayerSpec, layer_to: Laye
 
 
 def iter_weight_contributions(model: nn.Module, layer_from: LayerSpec, layer_to: LayerSpec,
-                              inputs: Inputs, *, device=None, progress: bool = False,
-                              desc: str = "weight contributions") -> Iterator[Tensor]:
+                              inputs: Inputs, *, device=None, progress: bool = False) -> Iterator[Tensor]:
     """:func:`weight_contributions` batch by batch: yields Tensor (B, neurons of layer_from, neurons
     of layer_to) on the compute device, so that callers can reduce each batch (e.g. the paper's
     top-k counts) where the whole (N, n1, n2) tensor would not fit: AlexNet's fc6 → fc7 is 4096 x
     4096 values per instance. The model stays in eval mode on ``device`` until the iterator is
-    exhausted or closed. ``progress`` shows a tqdm bar named ``desc``.
+    exhausted or closed.
     """
     src = layer_name(model, layer_from)
     dst = layer_name(model, layer_to)
     dst_mod = dst[1]
-    bar = tqdm(total=num_instances(inputs), unit="img", desc=desc, disable=not progress)
+    bar = tqdm(total=num_instances(inputs), unit="img", desc="weight contributions", disable=not progress)
     try:
         with eval_on_device(model, device) as (dev, dtype):
             channels: Any = ...
