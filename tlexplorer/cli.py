@@ -107,6 +107,11 @@ def cmd_analyze(args) -> int:
         per_class=args.per_class, device=args.device, batch_size=args.batch_size,
         feature_vis=args.feature_vis, include_source_on_source=args.source_on_source)
     out = analyze(args.run_dir, args.out, options=options, progress=not args.quiet, resume=not args.restart)
+    if args.quiet:  # without progress, analyze prints no summary; the warnings still matter
+        from .bundle import open_bundle
+
+        for warning in open_bundle(out).manifest.get("warnings", []):
+            print(f"warning: {warning}")
     print(f"analysis bundle written to {out}")
     return 0
 
@@ -176,10 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (TLX_DEVICE)")
     p.add_argument("--feature-vis", action="store_true",
-                   help="precompute feature visualizations of the important neurons")
+                   help="precompute feature visualizations of the important neurons (on a finished "
+                        "bundle of the same options: only these are added)")
     p.add_argument("--source-on-source", action="store_true",
                    help="also attribute the source model on source data")
-    p.add_argument("--restart", action="store_true", help="ignore completed work of an interrupted run")
+    p.add_argument("--restart", action="store_true",
+                   help="recompute everything: ignore an interrupted run's work and a finished bundle")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 
