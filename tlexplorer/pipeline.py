@@ -512,13 +512,13 @@ def _stage_changes(ctx: _Context, neurons: pl.DataFrame) -> None:
     ctx.writer.write_table("neuron_changes", pl.concat(frames))
 
 
-def _precompute_feature_vis(bundle, models: dict, neurons: pl.DataFrame, *, image: dict,
-                            options: AnalyzeOptions, device, progress: bool) -> int:
+def _precompute_feature_vis(bundle, models: dict, neurons: pl.DataFrame, *, device, progress: bool) -> int:
     """Feature visualizations of every important neuron of both models, cached in the finished
-    bundle (``cache/featurevis/...``, where the app looks first). Each batch is written as soon as
-    it is optimised, so an interrupted run keeps what it finished and the next one resumes; returns
-    how many images were made."""
+    bundle (``cache/featurevis/...``, where the app looks first) with the bundle's settings. Each
+    batch is written as soon as it is optimised, so an interrupted run keeps what it finished and
+    the next one resumes; returns how many images were made."""
     from .analysis.featurevis import visualize_neurons
+    from .bundled import feature_vis_settings
 
     todo = []  # (model, layer, neurons without an image yet)
     for model_name in ("source", "target"):
@@ -529,7 +529,8 @@ def _precompute_feature_vis(bundle, models: dict, neurons: pl.DataFrame, *, imag
             if missing:
                 todo.append((model_name, layer, missing))
     total = sum(len(missing) for _, _, missing in todo)
-    steps = options.feature_vis_steps
+    settings = feature_vis_settings(bundle.manifest)
+    steps = settings["steps"]
     bar = _tqdm(None, total=total, desc="feature visualizations", unit="neuron",
                 bar_format=fraction_bar_format(total), disable=not progress)
     done = 0
@@ -538,9 +539,8 @@ def _precompute_feature_vis(bundle, models: dict, neurons: pl.DataFrame, *, imag
             bar.set_postfix_str(f"{model_name} {layer}")
             for start in range(0, len(missing), FEATURE_VIS_BATCH):
                 batch = missing[start:start + FEATURE_VIS_BATCH]
-                images = visualize_neurons(models[model_name], layer, batch, image_size=image["size"],
-                                           mean=image["mean"], std=image["std"], steps=steps,
-                                           seed=options.seed, device=device, batch_size=len(batch),
+                images = visualize_neurons(models[model_name], layer, batch, device=device,
+                                           batch_size=len(batch), **settings,
                                            on_step=lambda k: bar.update(k / max(steps, 1)))
                 for neuron, picture in zip(batch, images):
                     if not bundle.write_cache_array(f"featurevis/{model_name}/{layer}/{neuron}", picture):
@@ -583,12 +583,6 @@ def stage_table(seconds: dict, warnings: "list[str]" = ()) -> str:
     lines.append(f"{'total':<{width}}  {sum(seconds.values()):7.1f}")
     lines += [f"warning: {text}" for text in warnings]
     return "\n".join(lines)
-
-
-def _image_settings(data) -> dict:
-    """Input size and normalisation of the target domain (what feature visualizations optimise for)."""
-    split = data.target_train
-    return {"size": split.image_size, "mean": tuple(split.mean), "std": tuple(split.std)}
 
 
 def _finished_bundle(out: Path, fingerprint: str):
@@ -652,8 +646,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
             print(f"{out}: already analysed with these options and inputs (--restart recomputes it)")
         if options.feature_vis:
             with _stage(seconds, "feature visualizations"), _disk_full_hint(out):
-                _precompute_feature_vis(finished, models, finished.table("neurons"),
-                                        image=_image_settings(data), options=options, device=device,
+                _precompute_feature_vis(finished, models, finished.table("neurons"), device=device,
                                         progress=progress)
         if progress:
             print(stage_table(seconds, finished.manifest.get("warnings", [])))
@@ -712,8 +705,8 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
             path = writer.finalize(manifest)
     if options.feature_vis:
         with _stage(seconds, "feature visualizations"), _disk_full_hint(path):
-            _precompute_feature_vis(open_bundle(path), models, neurons, image=_image_settings(data),
-                                    options=options, device=device, progress=progress)
+            _precompute_feature_vis(open_bundle(path), models, neurons, device=device,
+                                    progress=progress)
     if progress:
         print(stage_table(seconds, ctx.warnings))
     return path
