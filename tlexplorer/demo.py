@@ -89,8 +89,9 @@ def run_demo(*, out="runs/digits", port=5006, address=None, serve=True, show=Fal
     ``serve=False``), how long the user waited and for what.
     """
     started = _started_at()
-    steps = {"set-up and start": time.time() - started}
     from .pipeline import AnalyzeOptions, analyze
+
+    steps = {"set-up and start": time.time() - started}  # the install, Python and torch's import
 
     out = Path(out)
     bundle_dir = out / "bundle"
