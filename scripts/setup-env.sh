@@ -27,10 +27,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] 2/2 installing tlexplorer${extras:+[$extras]} and its dependencies" \
        "(the first time this downloads about 3 GB, mostly PyTorch: several minutes)"
   # pip's own lines name each package as it is downloaded and installed; only the noise of
-  # "Requirement already satisfied" lines on a re-install is filtered out. editable_mode=compat (a
-  # .pth file naming the repository) spares the user setuptools' notice about same-named folders.
-  "$venv/bin/python" -m pip install --progress-bar on --config-settings editable_mode=compat \
-    -e "$root${extras:+[$extras]}" \
+  # "Requirement already satisfied" lines on a re-install is filtered out, and setuptools' notice
+  # on every editable install ("Editable installation. Please be careful with folders ...").
+  PYTHONWARNINGS="ignore:Editable installation:UserWarning" \
+    "$venv/bin/python" -m pip install --progress-bar on -e "$root${extras:+[$extras]}" \
     | { grep --line-buffered -v '^Requirement already satisfied' || true; }
   echo "$want" > "$stamp"
   echo "[setup] installed in $((SECONDS - started)) s"
