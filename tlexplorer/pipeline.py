@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader
 from . import __version__
 from ._progress import fraction_bar_format
 from .config import package_versions, resolve_device
-from .errors import BundleError, DiskFullError, LayerError
+from .errors import BundleError, LayerError
 
 ALL = "__all__"
 
@@ -77,6 +78,7 @@ class _Context:
     rows: dict = field(default_factory=dict)  # {"source": rows (M_s,), "target": rows (M_t,)}
     warnings: list = field(default_factory=list)
     completeness: dict = field(default_factory=dict)  # {combo: {layer: pooled relative gap}}
+    stage_seconds: dict = field(default_factory=dict)  # {stage: wall seconds}: the closing table
 
     @property
     def layer_names(self) -> list:
@@ -109,6 +111,20 @@ class _RowsDataset(torch.utils.data.Dataset):
 
 
 # ------------------------------------------------------------------------------------------- stages
+def _timed(name: str):
+    """Add a stage's wall time to ``ctx.stage_seconds[name]`` (the table ``analyze`` ends with)."""
+    def decorate(stage):
+        @functools.wraps(stage)
+        def timed(ctx: _Context, *args):
+            started = time.perf_counter()
+            result = stage(ctx, *args)
+            ctx.stage_seconds[name] = ctx.stage_seconds.get(name, 0.0) + time.perf_counter() - started
+            return result
+        return timed
+    return decorate
+
+
+@_timed("instances and thumbnails")
 def _stage_instances(ctx: _Context) -> None:
     """The instances table (with each instance's position in its split) and thumbnails."""
     frames = []
@@ -137,6 +153,7 @@ def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
+@_timed("instances and thumbnails")
 def _select_rows(ctx: _Context) -> None:
     """Instances attributed per domain: all, or ``per_class`` per class chosen with the seed."""
     rng = np.random.default_rng(ctx.options.seed)
@@ -156,6 +173,7 @@ def _select_rows(ctx: _Context) -> None:
             ctx.writer.write_array(f"rows_{role}", ctx.rows[role])
 
 
+@_timed("predictions and embedding")
 def _stage_predictions(ctx: _Context) -> None:
     """Both models' predictions for every instance, and the target model's embedding (one pass each)."""
     from .analysis.activations import capture
@@ -175,6 +193,7 @@ def _stage_predictions(ctx: _Context) -> None:
         ctx.writer.write_array(f"predictions/{model_name}", predictions.labels.numpy().astype(np.int64))
 
 
+@_timed("t-SNE projection")
 def _stage_projection(ctx: _Context) -> None:
     """One seeded 2-D t-SNE of every instance's embedding (never recomputed on a click)."""
     from .analysis.embedding import tsne_layout
@@ -186,6 +205,7 @@ def _stage_projection(ctx: _Context) -> None:
     ctx.writer.write_array("tsne", layout.astype(np.float32))
 
 
+@_timed("tables")
 def _stage_tables(ctx: _Context) -> dict:
     """instances (+ predictions, layout), history and confusion tables; returns the scores."""
     from .analysis.statistics import confusion_table, transferability_score
@@ -224,6 +244,7 @@ def _combos(ctx: _Context) -> list:
     return combos
 
 
+@_timed("conductance and activations")
 def _stage_conductance(ctx: _Context) -> None:
     """Layer Conductance of every hidden layer, all layers from one integrated-gradients pass,
     streamed in resumable chunks; plus the layers' activations (max over space) in one forward."""
@@ -304,6 +325,7 @@ def _class_positions(ctx: _Context, domain: str) -> dict:
     return {c: np.flatnonzero(labels == c) for c in range(len(ctx.data.classes)) if np.any(labels == c)}
 
 
+@_timed("important neurons")
 def _stage_neurons(ctx: _Context) -> pl.DataFrame:
     """Neuron extraction (§5.3.1 A1–A4): rank sums per model, class and layer on target instances."""
     from .analysis.neurons import neuron_ranking
@@ -336,6 +358,7 @@ def _layer_pairs(ctx: _Context) -> list:
     return list(zip(ctx.layer_names[:-1], ctx.layer_names[1:]))
 
 
+@_timed("important weights")
 def _stage_weights(ctx: _Context) -> None:
     """Weight extraction (§5.3.1 B1–B3) per class and consecutive pair, both models, plus the
     inherited check (§5.3.2) and each pair's parameter matrix for the view's brightness."""
@@ -426,6 +449,7 @@ def _empty_weights() -> pl.DataFrame:
                                 "n2_match": pl.Int64})
 
 
+@_timed("domain discriminability")
 def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     """Domain discriminability (§5.4.1, Algorithm 1) of the target model's important neurons, per
     class and over all classes, with the projection and biplot axes of §5.4.2."""
@@ -461,6 +485,7 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     ctx.writer.write_table("discriminability", pl.concat(rows))
 
 
+@_timed("layer metrics")
 def _stage_layer_metrics(ctx: _Context) -> None:
     """Beyond the paper: linear CKA between the models and proxy A-distance per layer and model."""
     from .analysis.discrepancy import proxy_a_distance
@@ -486,6 +511,7 @@ def _stage_layer_metrics(ctx: _Context) -> None:
     ctx.writer.write_table("layer_metrics", pl.DataFrame(records))
 
 
+@_timed("neuron changes")
 def _stage_changes(ctx: _Context, neurons: pl.DataFrame) -> None:
     """Beyond the paper: per neuron, the relative change of its incoming weights and its rank shift."""
     from .analysis.changes import rank_shift, weight_change
@@ -626,16 +652,16 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     from .training import load_run
 
     options = options or AnalyzeOptions()
-    seconds: dict = {}
-    with _stage(seconds, "run, data and models"):
-        run = load_run(run_dir)
-        out = Path(out) if out is not None else Path(run_dir) / "bundle"
-        device = resolve_device(options.device)
-        data = run.data()
-        source, target = run.build_models()
-        models = {"source": source.to(device).eval(), "target": target.to(device).eval()}
-        layers = hidden_layers(target, options.layers)
-        hidden_layers(source, [l.name for l in layers])  # the same layers must exist in both models
+    started = time.perf_counter()
+    run = load_run(run_dir)
+    out = Path(out) if out is not None else Path(run_dir) / "bundle"
+    device = resolve_device(options.device)
+    data = run.data()
+    source, target = run.build_models()
+    models = {"source": source.to(device).eval(), "target": target.to(device).eval()}
+    layers = hidden_layers(target, options.layers)
+    hidden_layers(source, [l.name for l in layers])  # the same layers must exist in both models
+    seconds = {"run, data and models": time.perf_counter() - started}
 
     # Completed work of an interrupted analysis is reused only for the same options and inputs.
     fingerprint = hashlib.sha256(json.dumps([options.fingerprint(), run.config.get("checkpoints"),
@@ -645,7 +671,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         if progress:
             print(f"{out}: already analysed with these options and inputs (--restart recomputes it)")
         if options.feature_vis:
-            with _stage(seconds, "feature visualizations"), _disk_full_hint(out):
+            with _stage(seconds, "feature visualizations"):
                 _precompute_feature_vis(finished, models, finished.table("neurons"), device=device,
                                         progress=progress)
         if progress:
@@ -654,69 +680,49 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
 
     writer = BundleWriter(out, resume=resume, fingerprint=fingerprint)
     ctx = _Context(run=run, data=data, models=models, layers=layers, writer=writer, options=options,
-                   device=device, progress=progress)
+                   device=device, progress=progress, stage_seconds=seconds)
     torch.manual_seed(options.seed)
-    with _disk_full_hint(writer.work_dir):
-        with _stage(seconds, "instances and thumbnails"):
-            _stage_instances(ctx)
-            _select_rows(ctx)
-        with _stage(seconds, "predictions and embedding"):
-            _stage_predictions(ctx)
-        with _stage(seconds, "t-SNE projection"):
-            _stage_projection(ctx)
-        with _stage(seconds, "tables"):
-            scores = _stage_tables(ctx)
-        with _stage(seconds, "conductance and activations"):
-            _stage_conductance(ctx)
-        with _stage(seconds, "important neurons"):
-            neurons = _stage_neurons(ctx)
-        with _stage(seconds, "important weights"):
-            _stage_weights(ctx)
-        with _stage(seconds, "domain discriminability"):
-            _stage_discriminability(ctx, neurons)
-        with _stage(seconds, "layer metrics"):
-            _stage_layer_metrics(ctx)
-        with _stage(seconds, "neuron changes"):
-            _stage_changes(ctx, neurons)
-        with _stage(seconds, "bundle"):
-            writer.write_file("models/source.pt", run.source_path)
-            writer.write_file("models/target.pt", run.target_path)
-            manifest = {
-                "tlexplorer_version": __version__,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "versions": package_versions(),
-                "source_domain": data.source_name, "target_domain": data.target_name,
-                "classes": list(data.classes),
-                "model": run.config["model"],
-                "layers": [{"name": l.name, "kind": l.kind, "neurons": l.neurons} for l in layers],
-                "options": options.to_json(),
-                "fingerprint": fingerprint,
-                "inputs": {"checkpoints": run.config.get("checkpoints", {}), "data": data.hashes(),
-                           "data_spec": run.config.get("data"), "run_dir": str(Path(run_dir).resolve())},
-                "combos": [f"{m}_on_{d}" for m, d in _combos(ctx)],
-                "counts": {"instances": len(ctx.instances), "rows_source": len(ctx.rows["source"]),
-                           "rows_target": len(ctx.rows["target"])},
-                "image": {"size": data.image_size, "mean": list(data.target_train.mean),
-                          "std": list(data.target_train.std)},
-                "scores": scores,
-                "completeness": ctx.completeness,
-                "warnings": ctx.warnings,
-            }
-            path = writer.finalize(manifest)
+    _stage_instances(ctx)
+    _select_rows(ctx)
+    _stage_predictions(ctx)
+    _stage_projection(ctx)
+    scores = _stage_tables(ctx)
+    _stage_conductance(ctx)
+    neurons = _stage_neurons(ctx)
+    _stage_weights(ctx)
+    _stage_discriminability(ctx, neurons)
+    _stage_layer_metrics(ctx)
+    _stage_changes(ctx, neurons)
+    started = time.perf_counter()
+    writer.write_file("models/source.pt", run.source_path)
+    writer.write_file("models/target.pt", run.target_path)
+
+    manifest = {
+        "tlexplorer_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+        "source_domain": data.source_name, "target_domain": data.target_name,
+        "classes": list(data.classes),
+        "model": run.config["model"],
+        "layers": [{"name": l.name, "kind": l.kind, "neurons": l.neurons} for l in layers],
+        "options": options.to_json(),
+        "fingerprint": fingerprint,
+        "inputs": {"checkpoints": run.config.get("checkpoints", {}), "data": data.hashes(),
+                   "data_spec": run.config.get("data"), "run_dir": str(Path(run_dir).resolve())},
+        "combos": [f"{m}_on_{d}" for m, d in _combos(ctx)],
+        "counts": {"instances": len(ctx.instances), "rows_source": len(ctx.rows["source"]),
+                   "rows_target": len(ctx.rows["target"])},
+        "image": {"size": data.image_size, "mean": list(data.target_train.mean),
+                  "std": list(data.target_train.std)},
+        "scores": scores,
+        "completeness": ctx.completeness,
+        "warnings": ctx.warnings,
+    }
+    path = writer.finalize(manifest)
+    seconds["bundle"] = time.perf_counter() - started
     if options.feature_vis:
-        with _stage(seconds, "feature visualizations"), _disk_full_hint(path):
-            _precompute_feature_vis(open_bundle(path), models, neurons, device=device,
-                                    progress=progress)
+        with _stage(seconds, "feature visualizations"):
+            _precompute_feature_vis(open_bundle(path), models, neurons, device=device, progress=progress)
     if progress:
         print(stage_table(seconds, ctx.warnings))
     return path
-
-
-@contextlib.contextmanager
-def _disk_full_hint(kept: Path):
-    """A full disk names what is kept: the analysis done so far resumes from ``kept``."""
-    try:
-        yield
-    except DiskFullError as exc:
-        raise DiskFullError(f"{exc}; the work done so far is kept in {kept} and the same command "
-                            "resumes from it") from exc
