@@ -1,6 +1,7 @@
 """`tlexplorer demo`: the whole chain on the built-in digits scenario, reusing what already exists."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -65,8 +66,6 @@ def _bundle_matches_run(bundle_dir: Path, run_dir: Path) -> bool:
 def _started_at() -> float:
     """When the user started waiting: ``scripts/demo.sh`` exports its start (``TLX_DEMO_STARTED``,
     epoch seconds) so that the set-up counts; otherwise now."""
-    import os
-
     now = time.time()
     try:
         started = float(os.environ.get("TLX_DEMO_STARTED", ""))
@@ -125,7 +124,8 @@ def run_demo(*, out="runs/digits", port=5006, address=None, serve=True, show=Fal
     from .app.serve import serve as serve_app
 
     url = f"http://{address or 'localhost'}:{port}/"
-    print(f"[demo] starting the dashboard server (importing and warming up; it answers at {url})")
+    print("[demo] starting the dashboard server (imports and a warm-up page; its address follows once "
+          "it answers)")
     t0 = time.time()
 
     def announce():
