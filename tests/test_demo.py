@@ -26,3 +26,17 @@ def test_retrains_a_run_of_an_earlier_version(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     assert not _run_is_complete(tmp_path, 1000)
     assert not _run_is_complete(tmp_path / "missing", 1000)
+
+
+def test_ready_line_counts_the_set_up_from_the_script(monkeypatch):
+    import time
+
+    from tlexplorer.demo import _ready_line, _started_at
+
+    monkeypatch.setenv("TLX_DEMO_STARTED", str(time.time() - 100))  # exported by scripts/demo.sh
+    started = _started_at()
+    line = _ready_line(started, {"set-up and start": 90.0, "analysis": 10.0})
+    assert line == "[demo] ready after 100 s (set-up and start 90 s, analysis 10 s)"
+    for stale in ("not a time", str(time.time() - 3 * 24 * 3600)):
+        monkeypatch.setenv("TLX_DEMO_STARTED", stale)
+        assert time.time() - _started_at() < 5

@@ -1,5 +1,7 @@
 """`analyze` end to end on a tiny digits run: the bundle's content, resume after a crash, bad input."""
+import dataclasses
 import json
+import re
 import shutil
 
 import numpy as np
@@ -147,3 +149,55 @@ def test_class_without_target_instances_is_skipped_with_a_warning(tiny_run, tmp_
     assert confusion["n"].item() == 0 and confusion["target_accuracy"].item() is None
     assert "9" not in bundle.table("neurons")["class"].to_list()
     assert "9" not in bundle.table("discriminability_summary")["scope"].to_list()
+
+
+def test_progress_moves_within_a_single_chunk_and_ends_with_stage_times(tiny_run, tmp_path, monkeypatch,
+                                                                         capfd):
+    monkeypatch.setenv("TQDM_MININTERVAL", "0")  # every update drawn, however fast
+    # one chunk of all 40 instances; each path of n_steps + 1 = 5 points takes three passes (2, 2, 1)
+    options = dataclasses.replace(TINY, chunk_size=1000, internal_batch_size=2)
+    analyze(tiny_run, tmp_path / "b", options=options, progress=True)
+    out, err = capfd.readouterr()
+    shown = [float(n) for n in re.findall(r"conductance target_on_target: .*?\| ([\d.]+)/40 ",
+                                          err.replace("\r", "\n"))]
+    assert any(0 < n < 40 for n in shown)  # moved within the chunk ...
+    assert any(not n.is_integer() for n in shown)  # ... and within one instance's path
+    assert shown[-1] == 40
+    table = out[out.index("stage "):].splitlines()
+    stages = [line.rsplit(None, 1)[0] for line in table[1:] if not line.startswith("warning: ")]
+    assert stages[:3] == ["run, data and models", "instances and thumbnails", "predictions and embedding"]
+    assert "conductance and activations" in stages and stages[-1] == "total"
+    warnings = [line for line in table if line.startswith("warning: ")]
+    assert len(warnings) == len(open_bundle(tmp_path / "b").manifest["warnings"])
+
+
+def test_feature_vis_on_a_finished_bundle_adds_only_the_images(tiny_run, tiny_bundle, tmp_path, monkeypatch):
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    stages = [name for name in dir(pipeline) if name.startswith("_stage_")]
+    for name in stages:  # no stage of the analysis runs again
+        monkeypatch.setattr(pipeline, name, lambda *a, name=name, **k: pytest.fail(f"{name} ran again"))
+    from tlexplorer.analysis import featurevis
+
+    asked, original = [], featurevis.visualize_neurons
+
+    def counting(model, layer, neurons, **kwargs):
+        asked.extend(neurons)
+        return original(model, layer, neurons, **{**kwargs, "steps": 2})
+
+    monkeypatch.setattr(featurevis, "visualize_neurons", counting)
+    options = dataclasses.replace(TINY, feature_vis=True)
+    assert analyze(tiny_run, out, options=options, progress=False) == out
+    bundle = open_bundle(out)
+    important = bundle.table("neurons").filter(pl.col("important"))
+    expected = important.select("model", "layer", "neuron").unique()
+    assert len(asked) == len(expected)
+    for model, layer, neuron in expected.iter_rows():
+        image = bundle.cache_array(f"featurevis/{model}/{layer}/{neuron}")
+        assert image is not None and image.shape == (32, 32, 3) and image.dtype == np.uint8
+    # resumable: only what is missing is made again
+    (out / "cache" / "featurevis" / "target" / "features.conv1").rename(tmp_path / "gone")
+    asked.clear()
+    analyze(tiny_run, out, options=options, progress=False)
+    assert len(asked) == len(expected.filter((pl.col("model") == "target") & (pl.col("layer") == "features.conv1")))
+    assert open_bundle(out).manifest == bundle.manifest  # the analysis itself is untouched

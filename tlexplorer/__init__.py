@@ -13,6 +13,8 @@ _EXPORTS = {
     "Explorer": "tlexplorer.app.dashboard",
     "create_app": "tlexplorer.app.dashboard",
     "open_bundle": "tlexplorer.bundle",
+    "bundle_models": "tlexplorer.bundled",
+    "feature_visualization": "tlexplorer.bundled",
     "analyze": "tlexplorer.pipeline",
     "AnalyzeOptions": "tlexplorer.pipeline",
     "train_transfer": "tlexplorer.training",

@@ -86,8 +86,12 @@ def cmd_train(args) -> int:
     options = dataclasses.replace(options, **overrides) if overrides else options
     if data is None:
         from .datasets import load_transfer_data
+        from .errors import DataError
 
-        data = load_transfer_data(data_spec)
+        try:
+            data = load_transfer_data(data_spec)
+        except DataError as exc:  # name the file the bad entry is in
+            raise type(exc)(f"{args.config}: {exc}") from exc
     result = train_transfer(data, model_spec, options, args.out, progress=not args.quiet,
                             overwrite=args.overwrite)
     from .demo import run_summary
@@ -107,6 +111,11 @@ def cmd_analyze(args) -> int:
         per_class=args.per_class, device=args.device, batch_size=args.batch_size,
         feature_vis=args.feature_vis, include_source_on_source=args.source_on_source)
     out = analyze(args.run_dir, args.out, options=options, progress=not args.quiet, resume=not args.restart)
+    if args.quiet:  # without progress, analyze prints no summary; the warnings still matter
+        from .bundle import open_bundle
+
+        for warning in open_bundle(out).manifest.get("warnings", []):
+            print(f"warning: {warning}")
     print(f"analysis bundle written to {out}")
     return 0
 
@@ -173,9 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
 
-    p = sub.add_parser("demo", help="build the digits scenario, train, analyse and serve the dashboard")
+    p = sub.add_parser("demo", help="build the digits scenario, train, analyse and serve the dashboard",
+                       description="Build the digits scenario (printed -> handwritten), train and "
+                                   "fine-tune, analyse and serve the dashboard; each step reuses what "
+                                   "an earlier run finished.")
     p.add_argument("--out", default="runs/digits", help="run directory (bundle goes to OUT/bundle)")
-    p.add_argument("--port", type=_port, default=5006)
+    p.add_argument("--port", type=_port, default=5006, help="port of the dashboard (default: 5006)")
     p.add_argument("--address", default=None, help="address to listen on (default: localhost)")
     p.add_argument("--per-class", type=_positive_int, default=1000, help="printed digits per class")
     p.add_argument("--no-serve", action="store_true", help="stop after the analysis")
@@ -209,10 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (TLX_DEVICE)")
     p.add_argument("--feature-vis", action="store_true",
-                   help="precompute feature visualizations of the important neurons")
+                   help="precompute feature visualizations of the important neurons (on a finished "
+                        "bundle of the same options: only these are added)")
     p.add_argument("--source-on-source", action="store_true",
                    help="also attribute the source model on source data")
-    p.add_argument("--restart", action="store_true", help="ignore completed work of an interrupted run")
+    p.add_argument("--restart", action="store_true",
+                   help="recompute everything: ignore an interrupted run's work and a finished bundle")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _factory_arguments(p)
     p.set_defaults(func=cmd_analyze)

@@ -27,3 +27,8 @@ class BundleError(TLXError):
 
 class RunError(TLXError):
     """A run directory without models or history."""
+
+
+class DiskFullError(TLXError, OSError):
+    """A write that ran out of disk space. Also an ``OSError``, so code that treats an unwritable
+    cache as a miss (``except OSError``) keeps doing so."""

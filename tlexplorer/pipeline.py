@@ -6,10 +6,13 @@ analysis resumes where it stopped and the finished bundle replaces any old one i
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,8 +23,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import __version__
+from ._progress import fraction_bar_format
 from .config import package_versions, resolve_device
-from .errors import LayerError
+from .errors import BundleError, LayerError
 
 ALL = "__all__"
 
@@ -74,6 +78,7 @@ class _Context:
     rows: dict = field(default_factory=dict)  # {"source": rows (M_s,), "target": rows (M_t,)}
     warnings: list = field(default_factory=list)
     completeness: dict = field(default_factory=dict)  # {combo: {layer: pooled relative gap}}
+    stage_seconds: dict = field(default_factory=dict)  # {stage: wall seconds}: the closing table
 
     @property
     def layer_names(self) -> list:
@@ -106,6 +111,20 @@ class _RowsDataset(torch.utils.data.Dataset):
 
 
 # ------------------------------------------------------------------------------------------- stages
+def _timed(name: str):
+    """Add a stage's wall time to ``ctx.stage_seconds[name]`` (the table ``analyze`` ends with)."""
+    def decorate(stage):
+        @functools.wraps(stage)
+        def timed(ctx: _Context, *args):
+            started = time.perf_counter()
+            result = stage(ctx, *args)
+            ctx.stage_seconds[name] = ctx.stage_seconds.get(name, 0.0) + time.perf_counter() - started
+            return result
+        return timed
+    return decorate
+
+
+@_timed("instances and thumbnails")
 def _stage_instances(ctx: _Context) -> None:
     """The instances table (with each instance's position in its split) and thumbnails."""
     frames = []
@@ -117,10 +136,12 @@ def _stage_instances(ctx: _Context) -> None:
         size = ctx.options.thumbnail_size
         thumbs = np.zeros((len(table), size, size, 3), dtype=np.uint8)
         start = 0
-        for split in ctx.data.splits():
-            for i in range(len(split)):
-                thumbs[start + i] = _thumbnail(split.raw_image(i), size)
-            start += len(split)
+        with _tqdm(ctx, total=len(table), desc="thumbnails", unit="img") as bar:
+            for split in ctx.data.splits():
+                for i in range(len(split)):
+                    thumbs[start + i] = _thumbnail(split.raw_image(i), size)
+                    bar.update()
+                start += len(split)
         ctx.writer.write_array("thumbnails", thumbs)
 
 
@@ -132,6 +153,7 @@ def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
+@_timed("instances and thumbnails")
 def _select_rows(ctx: _Context) -> None:
     """Instances attributed per domain: all, or ``per_class`` per class chosen with the seed."""
     rng = np.random.default_rng(ctx.options.seed)
@@ -151,6 +173,7 @@ def _select_rows(ctx: _Context) -> None:
             ctx.writer.write_array(f"rows_{role}", ctx.rows[role])
 
 
+@_timed("predictions and embedding")
 def _stage_predictions(ctx: _Context) -> None:
     """Both models' predictions for every instance, and the target model's embedding (one pass each)."""
     from .analysis.activations import capture
@@ -161,7 +184,8 @@ def _stage_predictions(ctx: _Context) -> None:
             continue
         want_embedding = model_name == "target"
         result = capture(ctx.models[model_name], ctx.loader(all_rows), embedding=want_embedding,
-                         predictions=True, device=ctx.device, progress=ctx.progress)
+                         predictions=True, device=ctx.device, progress=ctx.progress,
+                         desc=f"predictions {model_name} model")
         if want_embedding:
             ctx.writer.write_array("embedding", result.embedding.numpy().astype(np.float32))
         predictions = result.predictions
@@ -169,6 +193,7 @@ def _stage_predictions(ctx: _Context) -> None:
         ctx.writer.write_array(f"predictions/{model_name}", predictions.labels.numpy().astype(np.int64))
 
 
+@_timed("t-SNE projection")
 def _stage_projection(ctx: _Context) -> None:
     """One seeded 2-D t-SNE of every instance's embedding (never recomputed on a click)."""
     from .analysis.embedding import tsne_layout
@@ -180,6 +205,7 @@ def _stage_projection(ctx: _Context) -> None:
     ctx.writer.write_array("tsne", layout.astype(np.float32))
 
 
+@_timed("tables")
 def _stage_tables(ctx: _Context) -> dict:
     """instances (+ predictions, layout), history and confusion tables; returns the scores."""
     from .analysis.statistics import confusion_table, transferability_score
@@ -218,6 +244,7 @@ def _combos(ctx: _Context) -> list:
     return combos
 
 
+@_timed("conductance and activations")
 def _stage_conductance(ctx: _Context) -> None:
     """Layer Conductance of every hidden layer, all layers from one integrated-gradients pass,
     streamed in resumable chunks; plus the layers' activations (max over space) in one forward."""
@@ -231,24 +258,28 @@ def _stage_conductance(ctx: _Context) -> None:
         if all(ctx.writer.has_array(f"conductance/{combo}/{l}") for l in ctx.layer_names):
             continue
         n_chunks = max(1, math.ceil(len(rows) / opts.chunk_size))
-        bar = _tqdm(ctx, total=len(rows), desc=f"conductance {combo}", unit="img")
+        bar = _tqdm(ctx, total=len(rows), desc=f"conductance {combo}", unit="img",
+                    bar_format=fraction_bar_format(len(rows)))
         for chunk in range(n_chunks):
             part = rows[chunk * opts.chunk_size:(chunk + 1) * opts.chunk_size]
             names = [f"conductance/{combo}/{layer}" for layer in ctx.layer_names]
             if not all(ctx.writer.has_chunk(name, chunk) for name in names):
                 # The completeness check is collected (and reported in the manifest) instead of
                 # warning once per chunk.
+                # the bar moves with every pass, within a chunk and within one instance's path
                 result, report = layer_conductance(
                     model, ctx.layer_names, ctx.loader(part), None, n_steps=opts.n_steps,
                     method=opts.method, internal_batch_size=opts.internal_batch_size,
-                    device=ctx.device, return_report=True, completeness_tol=None)
+                    device=ctx.device, return_report=True, completeness_tol=None,
+                    callback=bar.update)
                 for name, layer in zip(names, ctx.layer_names):
                     ctx.writer.write_chunk(name, chunk, result[layer].numpy().astype(np.float32))
                 ctx.writer.write_json(f"completeness/{combo}/{chunk:05d}", {
                     "cut": {l: bool(report.cut[l]) for l in ctx.layer_names},
                     "abs_gap": {l: float(report.gap(l).abs().sum()) for l in ctx.layer_names},
                     "abs_delta": float(report.delta.abs().sum())})
-            bar.update(len(part))
+            else:
+                bar.update(len(part))
         bar.close()
         for layer in ctx.layer_names:
             ctx.writer.concat_chunks(f"conductance/{combo}/{layer}", n_chunks)
@@ -259,7 +290,8 @@ def _stage_conductance(ctx: _Context) -> None:
         if all(ctx.writer.has_array(f"activations/{combo}/{l}") for l in ctx.layer_names):
             continue
         result = capture(ctx.models[model_name], ctx.loader(ctx.rows[domain]), layers=ctx.layer_names,
-                         reduce="max", device=ctx.device, progress=ctx.progress)
+                         reduce="max", device=ctx.device, progress=ctx.progress,
+                         desc=f"activations {combo}")
         for name in ctx.layer_names:
             ctx.writer.write_array(f"activations/{combo}/{name}", result.activations[name].numpy().astype(np.float32))
 
@@ -293,6 +325,7 @@ def _class_positions(ctx: _Context, domain: str) -> dict:
     return {c: np.flatnonzero(labels == c) for c in range(len(ctx.data.classes)) if np.any(labels == c)}
 
 
+@_timed("important neurons")
 def _stage_neurons(ctx: _Context) -> pl.DataFrame:
     """Neuron extraction (§5.3.1 A1–A4): rank sums per model, class and layer on target instances."""
     from .analysis.neurons import neuron_ranking
@@ -325,6 +358,7 @@ def _layer_pairs(ctx: _Context) -> list:
     return list(zip(ctx.layer_names[:-1], ctx.layer_names[1:]))
 
 
+@_timed("important weights")
 def _stage_weights(ctx: _Context) -> None:
     """Weight extraction (§5.3.1 B1–B3) per class and consecutive pair, both models, plus the
     inherited check (§5.3.2) and each pair's parameter matrix for the view's brightness."""
@@ -340,6 +374,8 @@ def _stage_weights(ctx: _Context) -> None:
     labels = ctx.instances["label"].to_numpy()[rows]
     frames = []
     top = {}  # (model, class label, layer_from) -> the counter's top-k weights
+    # one bar over every pair and both models (instances each), named after the pair at work
+    bar = _tqdm(ctx, total=2 * len(rows) * len(_layer_pairs(ctx)), desc="weight contributions", unit="img")
     for layer_from, layer_to in _layer_pairs(ctx):
         first = ctx.dataset(rows[:1])[0][0][None]
         try:  # a residual sum or concatenation between the two layers: no per-neuron weights
@@ -347,6 +383,7 @@ def _stage_weights(ctx: _Context) -> None:
                 weight_contributions(ctx.models[model_name], layer_from, layer_to, first, device=ctx.device)
         except LayerError as exc:
             ctx.warnings.append(f"weights skipped: {exc}")
+            bar.update(2 * len(rows))
             continue
         n_from = next(l.neurons for l in ctx.layers if l.name == layer_from)
         matrices = {m: pair_weight_matrix(ctx.models[m].get_submodule(layer_to), n_from)
@@ -360,6 +397,7 @@ def _stage_weights(ctx: _Context) -> None:
             batch = max(1, min(ctx.options.batch_size, 2 ** 26 // (n1 * n2)))
             loader = DataLoader(ctx.dataset(rows), batch_size=batch, shuffle=False)
             start = 0
+            bar.set_postfix_str(f"{model_name} {layer_from} -> {layer_to}")
             for contrib in iter_weight_contributions(ctx.models[model_name], layer_from, layer_to,
                                                      loader, device=ctx.device):
                 batch_labels = labels[start:start + len(contrib)]
@@ -367,9 +405,11 @@ def _stage_weights(ctx: _Context) -> None:
                     mask = torch.from_numpy(batch_labels == c).to(contrib.device)
                     counters[int(c)].update(contrib[mask], k)
                 start += len(contrib)
+                bar.update(len(contrib))
             for c, counter in counters.items():
                 top[(model_name, c, layer_from)] = counter.top(k)
-    for layer_from, layer_to in _layer_pairs(ctx):
+    bar.close()
+    for layer_from, layer_to in _tqdm(ctx, _layer_pairs(ctx), desc="inherited weights", unit="pair"):
         if ("target", next(iter(classes)), layer_from) not in top:
             continue
         cond = {(m, l): np.asarray(ctx.writer.read_array(f"conductance/{m}_on_target/{l}"))
@@ -409,6 +449,7 @@ def _empty_weights() -> pl.DataFrame:
                                 "n2_match": pl.Int64})
 
 
+@_timed("domain discriminability")
 def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     """Domain discriminability (§5.4.1, Algorithm 1) of the target model's important neurons, per
     class and over all classes, with the projection and biplot axes of §5.4.2."""
@@ -444,6 +485,7 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     ctx.writer.write_table("discriminability", pl.concat(rows))
 
 
+@_timed("layer metrics")
 def _stage_layer_metrics(ctx: _Context) -> None:
     """Beyond the paper: linear CKA between the models and proxy A-distance per layer and model."""
     from .analysis.discrepancy import proxy_a_distance
@@ -456,7 +498,7 @@ def _stage_layer_metrics(ctx: _Context) -> None:
         return np.asarray(ctx.writer.read_array(f"activations/{combo}/{layer}"), dtype=np.float64)
 
     records = []
-    for layer in ctx.layer_names:
+    for layer in _tqdm(ctx, ctx.layer_names, desc="layer metrics (CKA, A-distance)", unit="layer"):
         records.append({
             "layer": layer,
             "cka_target_data": float(linear_cka(act("source_on_target", layer), act("target_on_target", layer))),
@@ -469,6 +511,7 @@ def _stage_layer_metrics(ctx: _Context) -> None:
     ctx.writer.write_table("layer_metrics", pl.DataFrame(records))
 
 
+@_timed("neuron changes")
 def _stage_changes(ctx: _Context, neurons: pl.DataFrame) -> None:
     """Beyond the paper: per neuron, the relative change of its incoming weights and its rank shift."""
     from .analysis.changes import rank_shift, weight_change
@@ -495,31 +538,90 @@ def _stage_changes(ctx: _Context, neurons: pl.DataFrame) -> None:
     ctx.writer.write_table("neuron_changes", pl.concat(frames))
 
 
-def _precompute_feature_vis(ctx: _Context, bundle, neurons: pl.DataFrame) -> None:
-    """Feature visualizations of every important neuron of both models, cached in the bundle."""
+def _precompute_feature_vis(bundle, models: dict, neurons: pl.DataFrame, *, device, progress: bool) -> int:
+    """Feature visualizations of every important neuron of both models, cached in the finished
+    bundle (``cache/featurevis/...``, where the app looks first) with the bundle's settings. Each
+    batch is written as soon as it is optimised, so an interrupted run keeps what it finished and
+    the next one resumes; returns how many images were made."""
     from .analysis.featurevis import visualize_neurons
+    from .bundled import feature_vis_settings
 
-    split = ctx.data.target_train
+    todo = []  # (model, layer, neurons without an image yet)
     for model_name in ("source", "target"):
-        for layer in ctx.layer_names:
+        for layer in bundle.layer_names:
             wanted = neurons.filter((pl.col("model") == model_name) & (pl.col("layer") == layer)
                                     & pl.col("important"))["neuron"].unique().sort().to_list()
-            wanted = [n for n in wanted if bundle.cache_array(f"featurevis/{model_name}/{layer}/{n}") is None]
-            if not wanted:
-                continue
-            images = visualize_neurons(ctx.models[model_name], layer, wanted, image_size=split.image_size,
-                                       mean=split.mean, std=split.std, steps=ctx.options.feature_vis_steps,
-                                       seed=ctx.options.seed, device=ctx.device)
-            for neuron, image in zip(wanted, images):
-                bundle.write_cache_array(f"featurevis/{model_name}/{layer}/{neuron}", image)
+            missing = [n for n in wanted if bundle.cache_array(f"featurevis/{model_name}/{layer}/{n}") is None]
+            if missing:
+                todo.append((model_name, layer, missing))
+    total = sum(len(missing) for _, _, missing in todo)
+    settings = feature_vis_settings(bundle.manifest)
+    steps = settings["steps"]
+    bar = _tqdm(None, total=total, desc="feature visualizations", unit="neuron",
+                bar_format=fraction_bar_format(total), disable=not progress)
+    done = 0
+    with bar:
+        for model_name, layer, missing in todo:
+            bar.set_postfix_str(f"{model_name} {layer}")
+            for start in range(0, len(missing), FEATURE_VIS_BATCH):
+                batch = missing[start:start + FEATURE_VIS_BATCH]
+                images = visualize_neurons(models[model_name], layer, batch, device=device,
+                                           batch_size=len(batch), **settings,
+                                           on_step=lambda k: bar.update(k / max(steps, 1)))
+                for neuron, picture in zip(batch, images):
+                    if not bundle.write_cache_array(f"featurevis/{model_name}/{layer}/{neuron}", picture):
+                        raise BundleError(f"{bundle.path / 'cache'}: cannot write feature visualizations "
+                                          f"(read-only folder or full disk); the {done} made so far "
+                                          "are kept and the same command resumes")
+                    done += 1
+                if steps == 0:
+                    bar.update(len(batch))
+    return done
+
+
+#: Neurons optimised together by ``--feature-vis`` (and written together: the unit of resume).
+FEATURE_VIS_BATCH = 32
 
 
 # ---------------------------------------------------------------------------------------- progress
-def _tqdm(ctx: _Context, iterable=None, **kwargs):
+def _tqdm(ctx: "_Context | None", iterable=None, **kwargs):
     """A tqdm bar, silent when progress is off."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, disable=not ctx.progress, **kwargs)
+    if ctx is not None:
+        kwargs.setdefault("disable", not ctx.progress)
+    return tqdm(iterable, **kwargs)
+
+
+@contextlib.contextmanager
+def _stage(seconds: dict, name: str):
+    """Time one stage of the analysis into ``seconds[name]`` (the summary table at the end)."""
+    started = time.perf_counter()
+    yield
+    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+def stage_table(seconds: dict, warnings: "list[str]" = ()) -> str:
+    """The stage times (and the analysis's warnings) as the text ``analyze`` ends with."""
+    width = max([len(name) for name in seconds] + [len("total")])
+    lines = [f"{'stage':<{width}}  seconds"]
+    lines += [f"{name:<{width}}  {value:7.1f}" for name, value in seconds.items()]
+    lines.append(f"{'total':<{width}}  {sum(seconds.values()):7.1f}")
+    lines += [f"warning: {text}" for text in warnings]
+    return "\n".join(lines)
+
+
+def _finished_bundle(out: Path, fingerprint: str):
+    """The finished bundle at ``out`` if it was computed with this fingerprint, else None."""
+    from .bundle import open_bundle
+
+    if not (out / "manifest.json").is_file():
+        return None
+    try:
+        bundle = open_bundle(out)
+    except BundleError:
+        return None
+    return bundle if bundle.manifest.get("fingerprint") == fingerprint else None
 
 
 # -------------------------------------------------------------------------------------------- driver
@@ -535,9 +637,11 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         The bundle directory (default ``run_dir/bundle``). Replaced atomically when finished.
     options : AnalyzeOptions, optional
     progress : bool
-        Progress bars on the terminal.
+        Progress bars on the terminal, and a table of stage times and the warnings at the end.
     resume : bool
-        Reuse the completed work of an interrupted analysis with the same options.
+        Reuse the completed work of an interrupted analysis with the same options, and a finished
+        bundle at ``out`` computed with the same options and inputs: then only the feature
+        visualizations it lacks are added (``options.feature_vis``).
 
     Returns
     -------
@@ -548,6 +652,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     from .training import load_run
 
     options = options or AnalyzeOptions()
+    started = time.perf_counter()
     run = load_run(run_dir)
     out = Path(out) if out is not None else Path(run_dir) / "bundle"
     device = resolve_device(options.device)
@@ -556,13 +661,26 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     models = {"source": source.to(device).eval(), "target": target.to(device).eval()}
     layers = hidden_layers(target, options.layers)
     hidden_layers(source, [l.name for l in layers])  # the same layers must exist in both models
+    seconds = {"run, data and models": time.perf_counter() - started}
 
     # Completed work of an interrupted analysis is reused only for the same options and inputs.
     fingerprint = hashlib.sha256(json.dumps([options.fingerprint(), run.config.get("checkpoints"),
                                              data.hashes()], sort_keys=True).encode()).hexdigest()[:20]
+    finished = _finished_bundle(out, fingerprint) if resume else None
+    if finished is not None:  # e.g. `analyze --feature-vis` after a plain `analyze`
+        if progress:
+            print(f"{out}: already analysed with these options and inputs (--restart recomputes it)")
+        if options.feature_vis:
+            with _stage(seconds, "feature visualizations"):
+                _precompute_feature_vis(finished, models, finished.table("neurons"), device=device,
+                                        progress=progress)
+        if progress:
+            print(stage_table(seconds, finished.manifest.get("warnings", [])))
+        return out
+
     writer = BundleWriter(out, resume=resume, fingerprint=fingerprint)
     ctx = _Context(run=run, data=data, models=models, layers=layers, writer=writer, options=options,
-                   device=device, progress=progress)
+                   device=device, progress=progress, stage_seconds=seconds)
     torch.manual_seed(options.seed)
     _stage_instances(ctx)
     _select_rows(ctx)
@@ -575,6 +693,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     _stage_discriminability(ctx, neurons)
     _stage_layer_metrics(ctx)
     _stage_changes(ctx, neurons)
+    started = time.perf_counter()
     writer.write_file("models/source.pt", run.source_path)
     writer.write_file("models/target.pt", run.target_path)
 
@@ -587,6 +706,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         "model": run.config["model"],
         "layers": [{"name": l.name, "kind": l.kind, "neurons": l.neurons} for l in layers],
         "options": options.to_json(),
+        "fingerprint": fingerprint,
         "inputs": {"checkpoints": run.config.get("checkpoints", {}), "data": data.hashes(),
                    "data_spec": run.config.get("data"), "run_dir": str(Path(run_dir).resolve())},
         "combos": [f"{m}_on_{d}" for m, d in _combos(ctx)],
@@ -599,6 +719,10 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         "warnings": ctx.warnings,
     }
     path = writer.finalize(manifest)
+    seconds["bundle"] = time.perf_counter() - started
     if options.feature_vis:
-        _precompute_feature_vis(ctx, open_bundle(path), neurons)
+        with _stage(seconds, "feature visualizations"):
+            _precompute_feature_vis(open_bundle(path), models, neurons, device=device, progress=progress)
+    if progress:
+        print(stage_table(seconds, ctx.warnings))
     return path

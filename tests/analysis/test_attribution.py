@@ -123,6 +123,15 @@ def test_internal_batch_size_chunks_give_the_same_result(ibs):
         torch.testing.assert_close(chunked[name], whole[name], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("ibs, passes", [(None, [3.0]), (12, [2.0, 1.0]), (2, [0.4, 0.4, 0.2] * 3)])
+def test_callback_reports_every_pass_in_instances(ibs, passes):
+    """Progress within a batch: per pass, and in fractions when one path takes several passes."""
+    calls = []
+    layer_conductance(tiny(), TINY_LAYERS, images(3), 1, n_steps=4, internal_batch_size=ibs,
+                      completeness_tol=None, callback=calls.append)
+    assert calls == pytest.approx(passes) and sum(calls) == pytest.approx(3)
+
+
 def test_baselines_scalar_and_image():
     model = tiny()
     x = images(2)

@@ -134,6 +134,11 @@ def test_model_untouched_and_hooks_removed(model):
         assert all(p.grad is None for p in model.parameters())
         assert _no_hooks(model)
 
+        steps = []
+        visualize_neurons(model, "features.conv1", [0, 1, 2], steps=2, batch_size=2, on_step=steps.append,
+                          **NORM)
+        assert steps == [2, 2, 1, 1]  # per optimisation step, the neurons it moved on
+
         def boom(done, total):
             raise RuntimeError("stop")
 

@@ -19,6 +19,13 @@ def test_align_mismatch_message_lists_both_sides():
                                "missing in source (amazon): ['tv']")
 
 
+def test_align_mismatch_in_capitalisation_only_says_so():
+    with pytest.raises(ClassMismatchError) as info:
+        align_classes(["Star", "circle", "Box"], ["star", "circle", "box", "dot"])
+    assert str(info.value).endswith("; 'Star' vs 'star', 'Box' vs 'box' differ only in capitalisation: "
+                                    "rename them to match exactly")
+
+
 def test_align_one_sided_mismatch_and_duplicates():
     with pytest.raises(ClassMismatchError, match=r"^classes differ between domains: missing in source \(source\): \['x'\]$"):
         align_classes(["a"], ["a", "x"])

@@ -161,6 +161,19 @@ def test_folders_spec_class_mismatch(office, tmp_path, make_domain):
                                "missing in source (amazon): ['tv']")
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("image_size", "big", "data.image_size must be an integer >= 1, got 'big'"),
+    ("image_size", 0, "data.image_size must be an integer >= 1, got 0"),
+    ("seed", 1.5, "data.seed must be an integer >= 0, got 1.5"),
+    ("val_fraction", "half", "data.val_fraction must be a number between 0 and 1, got 'half'"),
+])
+def test_bad_spec_values_name_the_key(office, key, value, message):
+    spec = {**folders_spec(office / "amazon", office / "webcam"), key: value}
+    with pytest.raises(DataError) as info:
+        load_transfer_data(spec)
+    assert str(info.value) == message
+
+
 def test_same_domain_names_get_distinct_ids(tmp_path, make_domain):
     a = make_domain(tmp_path / "x" / "photos", {"a": 2, "b": 2}, office=False)
     b = make_domain(tmp_path / "y" / "photos", {"a": 2, "b": 2}, office=False)

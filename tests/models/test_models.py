@@ -1,4 +1,6 @@
 """Architectures by name, hidden-layer discovery on all four model kinds, checkpoint I/O."""
+import collections
+
 import pytest
 import torch
 from torch import nn
@@ -65,11 +67,40 @@ def test_checkpoint_of_another_architecture_is_one_line_error(tmp_path):
         load_checkpoint(build_model("alexnet", 10), path)
 
 
+def _one_line_error(path) -> str:
+    with pytest.raises(ModelError) as exc:
+        load_checkpoint(build_model("digits-alexnet", 10), path)
+    message = str(exc.value)
+    assert "\n" not in message and message.startswith(f"{path}: ")
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+    return message
+
+
 def test_checkpoint_refuses_pickled_objects(tmp_path):
     path = tmp_path / "evil.pt"
-    torch.save({"w": torch.zeros(1), "obj": object()}, path)
-    with pytest.raises(ModelError, match="not a readable weights-only checkpoint"):
-        load_checkpoint(build_model("digits-alexnet", 10), path)
+    torch.save({"w": torch.zeros(1), "obj": collections.OrderedDict, "net": nn.Linear(1, 1)}, path)
+    message = _one_line_error(path)
+    assert "pickled Python object" in message and "state_dict()" in message
+
+
+def test_empty_and_foreign_checkpoints_are_one_line_errors(tmp_path):
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    assert "empty file (0 bytes)" in _one_line_error(empty)
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    assert "not a PyTorch checkpoint" in _one_line_error(text)
+
+
+def test_nan_weights_are_caught_when_the_checkpoint_loads(tmp_path):
+    model = build_model("digits-alexnet", 10)
+    with torch.no_grad():
+        model.features.conv3.weight[0, 0, 0, 0] = float("nan")
+        model.classifier.fc7.bias[1] = float("inf")
+    path = save_checkpoint(model, tmp_path / "diverged.pt")
+    message = _one_line_error(path)
+    assert "'features.conv3.weight' has 1 NaN or infinite values" in message  # the first one
+    assert "lower learning rate" in message
 
 
 def test_missing_checkpoint_names_file(tmp_path):

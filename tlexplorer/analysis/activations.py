@@ -70,7 +70,7 @@ def _reduce(t: Tensor, reduce: "str | None") -> Tensor:
 
 def capture(model: nn.Module, inputs: Inputs, *, layers: "LayerSpec | Sequence[LayerSpec] | None" = None,
             reduce: "str | None" = "max", embedding: bool = False, predictions: bool = False,
-            device=None, progress: bool = False) -> Capture:
+            device=None, progress: bool = False, desc: str = "forward") -> Capture:
     """Activations of some layers, the embedding and the predictions, from one forward pass over the
     data.
 
@@ -94,6 +94,8 @@ def capture(model: nn.Module, inputs: Inputs, *, layers: "LayerSpec | Sequence[L
         Default :func:`tlexplorer.config.resolve_device`.
     progress : bool
         Show a tqdm progress bar (instances).
+    desc : str
+        The progress bar's name.
 
     Returns
     -------
@@ -147,7 +149,7 @@ def capture(model: nn.Module, inputs: Inputs, *, layers: "LayerSpec | Sequence[L
             if done():
                 raise StopForward
 
-    bar = tqdm(total=num_instances(inputs), unit="img", desc="forward", disable=not progress)
+    bar = tqdm(total=num_instances(inputs), unit="img", desc=desc, disable=not progress)
     try:
         with eval_on_device(model, device) as (dev, dtype), Hooks() as hooks, torch.no_grad():
             for name, module in named:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .._progress import fraction_bar_format
 from ..errors import LayerError
 from ._hooks import (Hooks, Inputs, LayerSpec, batch_baseline, batch_targets, check_rows,
                      check_targets, eval_on_device, forward_fits, iter_batches, num_instances,
@@ -359,12 +360,13 @@ def _inverse(perm: tuple) -> tuple:
 
 
 def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor, steps_per_chunk,
-                       endpoints_on_path: bool, memory_format=torch.contiguous_format):
+                       endpoints_on_path: bool, memory_format=torch.contiguous_format, on_pass=None):
     """Fill the accumulators of ``rec`` with the conductance of G instances; return ``F(x) - F(b)``
     (G,).
 
     The ``n_steps + 1`` points of each instance are processed ``steps_per_chunk`` at a time, step
     major (as captum orders them); one forward and one backward pass per chunk serve every layer.
+    ``on_pass(instances)`` is called after each pass with the share of the G paths it covered.
     """
     n_points = alphas.numel()
     g_count = x.shape[0]
@@ -397,6 +399,8 @@ def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor
             f_end = selected[-1]
         del grads, logits, selected
         rec.start_pass(1, 1, False)  # drop references to this chunk's tensors
+        if on_pass is not None:
+            on_pass(g_count * steps / n_points)
     if endpoints_on_path:
         return f_end - f_start
     # Gauss-Legendre / Riemann left, right, middle: the path misses x or the baseline.
@@ -440,7 +444,8 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
                       baseline: Any = None, internal_batch_size: "int | None" = None,
                       reduce: "str | None" = "max", device=None, progress: bool = False,
                       return_report: bool = False,
-                      completeness_tol: "float | None" = DEFAULT_COMPLETENESS_TOL):
+                      completeness_tol: "float | None" = DEFAULT_COMPLETENESS_TOL,
+                      callback: "Callable[[float], object] | None" = None):
     """Layer Conductance of every neuron of several layers, from one integrated-gradients path.
 
     Equal, layer by layer, to ``captum.attr.LayerConductance(model, layer).attribute(inputs,
@@ -481,12 +486,16 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
     device : str or torch.device, optional
         Where to compute; default :func:`tlexplorer.config.resolve_device` (the GPU when there is one).
     progress : bool
-        Show a tqdm progress bar (instances).
+        Show a tqdm progress bar (instances, with fractions of one instance's path).
     return_report : bool
         Also return the :class:`CompletenessReport`.
     completeness_tol : float or None
         Warn (:class:`ConvergenceWarning`) when a cut layer's relative completeness gap exceeds it
         (default 0.05, i.e. 5%); None: never warn.
+    callback : callable, optional
+        ``callback(instances)`` after every forward/backward pass with the number of instances it
+        completed: a fraction when one instance's path takes several passes (large models), so a
+        caller's progress moves within a batch. The calls add up to N.
 
     Returns
     -------
@@ -546,7 +555,15 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
     deltas: list = []
     cut: "dict | None" = None
     rec = _PathRecorder(type(model).__name__, {})
-    bar = tqdm(total=num_instances(inputs), unit="img", desc="layer conductance", disable=not progress)
+    total = num_instances(inputs)
+    bar = tqdm(total=total, unit="img", desc="layer conductance", disable=not progress,
+               bar_format=fraction_bar_format(total))
+
+    def on_pass(instances: float) -> None:
+        bar.update(instances)
+        if callback is not None:
+            callback(instances)
+
     try:
         with eval_on_device(model, device) as (dev, dtype), Hooks() as hooks:
             alphas = torch.tensor(alphas_list, dtype=dtype, device=dev)
@@ -576,13 +593,13 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
                     g1 = min(g0 + group, batch)
                     rec.accs = {name: _Accumulator() for name in names}
                     delta = _conductance_group(model, names, rec, x[g0:g1], b[g0:g1], t[g0:g1],
-                                               alphas, steps_per_chunk, endpoints_on_path, memory_format)
+                                               alphas, steps_per_chunk, endpoints_on_path, memory_format,
+                                               on_pass)
                     for name in names:
                         full = rec.accs[name].result()
                         sums[name].append(full.flatten(1).sum(1).cpu())
                         chunks[name].append(_reduce(full, reduce).contiguous().cpu())
                     deltas.append(delta.cpu())
-                    bar.update(g1 - g0)
     finally:
         bar.close()
     if not deltas:

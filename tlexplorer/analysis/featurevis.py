@@ -266,7 +266,8 @@ def visualize_neurons(model: nn.Module, layer: str, neurons: Sequence[int], *, i
                       mean: Sequence[float], std: Sequence[float], steps: int = 256, lr: float = 0.05,
                       seed: int = 0, device=None, decorrelate: bool = True, transforms: bool = True,
                       batch_size: int = 64,
-                      callback: "Optional[Callable[[int, int], object]]" = None) -> np.ndarray:
+                      callback: "Optional[Callable[[int, int], object]]" = None,
+                      on_step: "Optional[Callable[[int], object]]" = None) -> np.ndarray:
     """Feature visualizations of several neurons of one layer, optimised together (one image each).
 
     Parameters
@@ -298,6 +299,9 @@ def visualize_neurons(model: nn.Module, layer: str, neurons: Sequence[int], *, i
         Neurons optimised at once (memory bound for large models).
     callback : callable, optional
         ``callback(done, total)`` after each batch (progress); an exception it raises aborts.
+    on_step : callable, optional
+        ``on_step(k)`` after every optimisation step of a batch of ``k`` neurons: progress within a
+        batch (``steps`` calls per batch).
 
     Returns
     -------
@@ -340,6 +344,8 @@ def visualize_neurons(model: nn.Module, layer: str, neurons: Sequence[int], *, i
                 act = _select(_run_to(model, normalise(x), store, layer), module, target)
                 (-act.sum()).backward()
                 optimizer.step()
+                if on_step is not None:
+                    on_step(len(chunk))
             with torch.no_grad():
                 out[start:start + len(chunk)] = _to_uint8(images.rgb())
             if callback is not None:

@@ -32,7 +32,7 @@ from tlexplorer.bundle import schema
 from tlexplorer.bundle.schema import (
     MANIFEST, SCHEMA_VERSION, array_relpath, dumps_json, file_entry, file_relpath,
     json_relpath, old_dir_for, resolve_inside, table_relpath, validate_name, work_dir_for)
-from tlexplorer.errors import BundleError
+from tlexplorer.errors import BundleError, DiskFullError
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,15 @@ class BundleWriter:
                     with contextlib.suppress(OSError):
                         os.unlink(os.path.join(root, f))
 
+    @contextlib.contextmanager
+    def _keeping_work_when_full(self):
+        """A full disk says that the completed artefacts stay for the next run to resume from."""
+        try:
+            yield
+        except DiskFullError as exc:
+            raise DiskFullError(f"{exc}; the work done so far is kept in {self.work_dir} and the same "
+                                "command resumes from it") from exc
+
     def _check_open(self) -> None:
         if self._finalized:
             raise RuntimeError(f"{self!r}: already finalized; start a new BundleWriter")
@@ -253,7 +262,7 @@ class BundleWriter:
         self._check_open()
         dest = resolve_inside(self.work_dir, relpath)
         marker = self._marker(relpath)
-        with atomic_path(dest) as tmp:
+        with self._keeping_work_when_full(), atomic_path(dest) as tmp:
             write(tmp)
             if self.durable:
                 _fsync_file(tmp)
@@ -263,7 +272,8 @@ class BundleWriter:
         entry = dict(info) if info is not None else {"shape": None, "dtype": None}
         entry.update(bytes=st.st_size, sha256=schema.sha256_file(dest),
                      ino=st.st_ino, mtime_ns=st.st_mtime_ns)
-        self._write_small_json(marker, entry)
+        with self._keeping_work_when_full():
+            self._write_small_json(marker, entry)
         return relpath
 
     # -------------------------------------------------------------- artefacts
@@ -417,7 +427,8 @@ class BundleWriter:
         arr = _check_array(name, array)
         if arr.ndim == 0:
             raise ValueError(f"chunk {index} of {name!r} is 0-d; chunks need a row axis")
-        write_array_atomic(self._chunk_path(name, index), arr, durable=self.durable)
+        with self._keeping_work_when_full():
+            write_array_atomic(self._chunk_path(name, index), arr, durable=self.durable)
 
     def has_chunk(self, name: str, index: int) -> bool:
         """Whether chunk ``index`` of ``name`` is complete."""
@@ -585,7 +596,7 @@ class BundleWriter:
         text = dumps_json(out)  # TypeError here, before anything moves, if not JSON-able
         manifest_path = self.work_dir / MANIFEST
 
-        with atomic_path(manifest_path) as tmp:
+        with self._keeping_work_when_full(), atomic_path(manifest_path) as tmp:
             tmp.write_text(text, encoding="utf-8")
             if self.durable:
                 _fsync_file(tmp)

@@ -45,6 +45,11 @@ def align_classes(source_classes: Sequence[str], target_classes: Sequence[str], 
             parts.append(f"missing in target ({target_name}): {missing_in_target}")
         if missing_in_source:
             parts.append(f"missing in source ({source_name}): {missing_in_source}")
+        by_case = {c.casefold(): c for c in missing_in_source}
+        same = [(c, by_case[c.casefold()]) for c in missing_in_target if c.casefold() in by_case]
+        if same:
+            pairs = ", ".join(f"{s!r} vs {t!r}" for s, t in same)
+            parts.append(f"{pairs} differ only in capitalisation: rename them to match exactly")
         raise ClassMismatchError("classes differ between domains: " + "; ".join(parts))
     return source
 

@@ -73,6 +73,29 @@ def _require(spec: dict, key: str):
     return spec[key]
 
 
+def _int_key(spec: dict, key: str, default: int, low: int) -> int:
+    """``spec[key]`` as an integer >= ``low``; a one-line error naming the key otherwise."""
+    value = spec.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise DataError(f"data.{key} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _fraction_key(spec: dict, key: str, default: float) -> float:
+    """``spec[key]`` as a number strictly between 0 and 1."""
+    value = spec.get(key, default)
+    if isinstance(value, str):  # YAML 1.1 reads "1e-1" as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise DataError(f"data.{key} must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
 def _distinct_names(source: str, target: str) -> "tuple[str, str]":
     # Instance ids start with the domain name; two domains of one name would collide.
     return (source, target) if source != target else (f"{source}-source", f"{target}-target")
@@ -83,8 +106,8 @@ def _load_folders(spec: dict) -> TransferData:
     from .splits import stratified_split
 
     _check_keys(spec)
-    image_size, seed = int(spec.get("image_size", 224)), int(spec.get("seed", 0))
-    val_fraction = float(spec.get("val_fraction", 0.15))
+    image_size, seed = _int_key(spec, "image_size", 224, 1), _int_key(spec, "seed", 0, 0)
+    val_fraction = _fraction_key(spec, "val_fraction", 0.15)
     norm = resolve_norm(spec.get("norm", "imagenet"))
     source_path, target_path = _require(spec, "source"), _require(spec, "target")
     src, tgt = scan_image_folder(source_path), scan_image_folder(target_path)
@@ -108,8 +131,8 @@ def _load_torchvision(spec: dict) -> TransferData:
     from .torchvision_sets import load_torchvision_raw, split_raw
 
     _check_keys(spec)
-    image_size, seed = int(spec.get("image_size", 32)), int(spec.get("seed", 0))
-    val_fraction = float(spec.get("val_fraction", 0.15))
+    image_size, seed = _int_key(spec, "image_size", 32, 1), _int_key(spec, "seed", 0, 0)
+    val_fraction = _fraction_key(spec, "val_fraction", 0.15)
     norm = resolve_norm(spec.get("norm", "half"))
     sides = [_require(spec, "source"), _require(spec, "target")]
     for role, side in zip(("source", "target"), sides):

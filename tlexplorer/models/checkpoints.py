@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -24,20 +26,64 @@ def save_checkpoint(model: nn.Module, path: "str | os.PathLike") -> Path:
     return path
 
 
+# torch names the object it refused: "Unsupported global: GLOBAL mypkg.nets.Net was not an allowed ..."
+_UNSUPPORTED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _unreadable(path: Path, exc: Exception) -> ModelError:
+    """A one-line error for a checkpoint torch cannot load with ``weights_only=True``.
+
+    torch's own message for a pickled object advises loading it unsafely; that advice is never
+    passed on: the way out is saving the model's ``state_dict``.
+    """
+    if path.stat().st_size == 0:
+        return ModelError(f"{path}: the checkpoint is an empty file (0 bytes), probably cut off while "
+                          "being written; save it again")
+    found = _UNSUPPORTED_GLOBAL.search(str(exc)) if isinstance(exc, pickle.UnpicklingError) else None
+    if found:
+        return ModelError(f"{path}: holds a pickled Python object ({found.group(1)}), not only tensors; "
+                          "tlexplorer loads weights only: save the model with "
+                          "torch.save(model.state_dict(), path) and use that file")
+    words = " ".join(str(exc).split())[:200]
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in words:
+        words = ""  # torch's text here suggests an unsafe load
+    return ModelError(f"{path}: not a PyTorch checkpoint of weights ({type(exc).__name__}"
+                      f"{': ' + words if words else ''}); expected a file written by "
+                      "torch.save(model.state_dict(), path)")
+
+
+def _check_finite(path: Path, state: dict) -> None:
+    """NaN or infinite weights (a diverged training) fail here, naming the first such parameter."""
+    for key, value in state.items():
+        if value.is_floating_point() or value.is_complex():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                raise ModelError(f"{path}: parameter {key!r} has {bad} NaN or infinite values of "
+                                 f"{value.numel()}; the training diverged: retrain with a lower "
+                                 "learning rate or use an earlier checkpoint")
+
+
 def load_state_dict(path: "str | os.PathLike") -> dict:
-    """Read a state dict safely (``weights_only=True``); accepts ``{'state_dict': ...}`` wrappers."""
+    """Read a state dict safely (``weights_only=True``); accepts ``{'state_dict': ...}`` wrappers.
+
+    Raises
+    ------
+    ModelError
+        One line naming the file: missing, empty, not a checkpoint, a pickled object rather than
+        tensors, or NaN/infinite values (naming the parameter).
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, pickle with arbitrary objects, ...
-        raise ModelError(f"{path}: not a readable weights-only checkpoint "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    except Exception as exc:  # corrupt or empty file, pickle with arbitrary objects, ...
+        raise _unreadable(path, exc) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: expected a state_dict of tensors")
+    _check_finite(path, state)
     return state
 
 

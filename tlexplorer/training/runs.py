@@ -99,12 +99,13 @@ class Run:
         recorded = self.config.get("checkpoints") or {}
         models = []
         for role, path in (("source", self.source_path), ("target", self.target_path)):
+            # loaded first: a damaged file (empty, NaN weights) is named for what it is
+            model = load_model_file(self.model_spec, path)
             if verify and recorded.get(role):
                 actual = file_sha256(path)
                 if actual != recorded[role]:
                     raise RunError(f"{path}: checksum differs from the one in {CONFIG_FILE} "
                                    "(the checkpoint was replaced after training)")
-            model = load_model_file(self.model_spec, path)
             if device is not None:
                 model = model.to(device)
             models.append(model.eval())

@@ -277,10 +277,10 @@ class _Phase:
                 module.eval()
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), device=self.device, dtype=torch.int64)
-            seen = 0
+            seen, shown = 0, time.perf_counter()
             with tqdm(total=feed.n, desc=f"{role} {epoch}/{epochs}", unit="img", disable=not self.progress,
                       leave=True, dynamic_ncols=True) as bar:
-                for step, (x, y) in enumerate(feed.batches(None, opts.batch_size, generator, drop_singleton=True)):
+                for x, y in feed.batches(None, opts.batch_size, generator, drop_singleton=True):
                     x = x.to(self.device, non_blocking=True)
                     y = y.to(self.device, non_blocking=True)
                     logits = model(x)
@@ -294,8 +294,13 @@ class _Phase:
                     correct += (logits.detach().argmax(1) == y).sum()
                     seen += len(y)
                     bar.update(len(y))
-                    if self.progress and step % 20 == 0:
+                    # the running means twice a second (each read waits for the GPU), not per step count
+                    if self.progress and time.perf_counter() - shown >= 0.5:
                         bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}")
+                        shown = time.perf_counter()
+                if self.progress:
+                    bar.set_postfix(loss=f"{float(loss_sum) / max(seen, 1):.3f}",
+                                    acc=f"{int(correct) / max(seen, 1):.3f}", val="evaluating")
                 t1 = time.perf_counter()
                 metrics = self.evaluate(model, role, epoch)
                 eval_seconds += time.perf_counter() - t1
