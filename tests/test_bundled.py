@@ -37,7 +37,8 @@ def test_bundle_models_are_the_bundled_checkpoints(tmp_path):
 
 def test_a_bundle_never_chooses_code_to_import(tmp_path):
     path, _ = _bundle(tmp_path, name="mypkg.nets:make_net")
-    with pytest.raises(ModelError, match="'mypkg.nets:make_net' is not a built-in architecture; pass its factory"):
+    with pytest.raises(ModelError, match="'mypkg.nets:make_net', which this process may not "
+                                         "import.*--allow-factory.*or pass the factory itself"):
         tlexplorer.bundle_models(path)
     calls = []
 
@@ -63,3 +64,15 @@ def test_feature_visualization_uses_and_fills_the_bundle_cache(tmp_path):
     assert not tlexplorer.feature_visualization(bundle, "target", "features.conv2", 1).any()  # cached
     quick = tlexplorer.feature_visualization(bundle, "target", "features.conv2", 2, steps=1)
     assert quick.shape == (32, 32, 3) and bundle.cache_array("featurevis/target/features.conv2/2") is None
+
+
+def test_an_allowed_factory_needs_no_argument(tmp_path):
+    from tlexplorer.models.factories import allow_factory, disallow_all
+
+    path, _ = _bundle(tmp_path, name="mypkg.nets:make_net")
+    allow_factory("mypkg.nets:make_net",
+                  lambda num_classes, **kw: tlexplorer.build_model("digits-alexnet", num_classes, **kw))
+    try:
+        assert set(tlexplorer.bundle_models(path)) == {"source", "target"}
+    finally:
+        disallow_all()

@@ -14,7 +14,7 @@ def _free_port() -> int:
 
 def test_announces_once_the_server_answers():
     port = _free_port()
-    url = f"http://localhost:{port}/liveness"
+    url = f"http://localhost:{port}/tlx-health"
     assert not answers(url)
     announced = threading.Event()
     thread = when_answering(url, announced.set, every=0.05)

@@ -7,8 +7,9 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
-#: Panel's cheap health endpoint (``pn.serve(..., liveness=True)``): answers without building a page.
-LIVENESS = "liveness"
+#: tlexplorer's health endpoint (``tlexplorer.app.serve``): answers once the server runs, without
+#: building a page (Panel's ``/liveness?endpoint=`` would build one for anybody who asks).
+HEALTH = "tlx-health"
 
 
 def probe_host(address: "str | None") -> str:

@@ -48,7 +48,8 @@ def bundle_models(bundle, *, factory: "Callable | None" = None, device=None) -> 
     factory : callable, optional
         For a bundle of your own architecture: the factory it was built with, called as
         ``factory(num_classes=..., **kwargs)`` with the kwargs the bundle recorded. Built-in
-        architectures (``digits-alexnet``, ``alexnet``, ``vgg11``, ``resnet18``) need none.
+        architectures (``digits-alexnet``, ``alexnet``, ``vgg11``, ``resnet18``) and factories
+        allowed in this process (:func:`tlexplorer.allow_factory`) need none.
     device : str or torch.device, optional
         Where to put them (default: the CPU).
 
@@ -62,16 +63,17 @@ def bundle_models(bundle, *, factory: "Callable | None" = None, device=None) -> 
     ModelError
         A bundle of a custom architecture without ``factory``; a checkpoint that does not fit.
     """
-    from .models import MODEL_NAMES, load_checkpoint, load_state_dict
+    from .models import load_checkpoint, load_state_dict
+    from .models.recorded import recorded_model_problem
     from .training.runs import model_from_state
 
     bundle = _open(bundle)
     spec = dict(bundle.manifest.get("model") or {})
-    name = spec.get("name")
-    if factory is None and name not in MODEL_NAMES:
-        raise ModelError(f"{bundle.path}: the model {name!r} is not a built-in architecture; pass its "
-                         "factory: bundle_models(bundle, factory=make_net) (a bundle never chooses "
-                         "code to import)")
+    problem = recorded_model_problem(spec) if factory is None else None
+    if problem:
+        raise ModelError(f"{bundle.path}: {problem}; or pass the factory itself: "
+                         "bundle_models(bundle, factory=make_net) (a bundle never chooses code to "
+                         "import)")
     models = {}
     for which in MODELS:
         path = bundle.file(f"models/{which}.pt")

@@ -120,7 +120,7 @@ def run_demo(*, out="runs/digits", port=5006, address=None, serve=True, show=Fal
     if not serve:
         print(_ready_line(started, steps))
         return 0
-    from ._ready import LIVENESS, probe_host, when_answering
+    from ._ready import HEALTH, probe_host, when_answering
     from .app.serve import serve as serve_app
 
     url = f"http://{address or 'localhost'}:{port}/"
@@ -132,6 +132,6 @@ def run_demo(*, out="runs/digits", port=5006, address=None, serve=True, show=Fal
         steps["server start"] = time.time() - t0
         print(f"{_ready_line(started, steps)}: open {url}", flush=True)
 
-    when_answering(f"http://{probe_host(address)}:{port}/{LIVENESS}", announce)
-    serve_app([bundle_dir], port=port, address=address, show=show, verbose=False, liveness=True)
+    when_answering(f"http://{probe_host(address)}:{port}/{HEALTH}", announce)
+    serve_app([bundle_dir], port=port, address=address, show=show, verbose=False)
     return 0

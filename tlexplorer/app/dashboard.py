@@ -233,8 +233,9 @@ class App(param.Parameterized):
                                  doc="Name of the bundle shown (one of the configured ones)")
 
     def __init__(self, sources: Mapping[str, Any], *, query: "Mapping[str, Any] | None" = None,
-                 progressive: "bool | None" = None, **params):
+                 progressive: "bool | None" = None, thumbnail_urls: bool = False, **params):
         super().__init__(**params)
+        self.thumbnail_urls = thumbnail_urls
         self.sources = dict(sources)
         self.param.bundle_name.objects = list(self.sources)
         self.progressive = served_session() if progressive is None else bool(progressive)
@@ -355,7 +356,7 @@ class App(param.Parameterized):
     def _prepare(self, bundle: Any) -> dict:
         """The session and its views as plain Python objects (no Bokeh document is touched:
         a served page runs this in a worker thread). A view that fails is kept as its error."""
-        session = Session(bundle)
+        session = Session(bundle, thumbnail_urls=self.thumbnail_urls)
         problems = apply_query(session, self._query) if self._url_pending else []
         self._url_pending = False
         views, errors = {}, {}
@@ -497,7 +498,8 @@ def _normalise_sources(obj: Any) -> dict[str, Any]:
     return out
 
 
-def create_app(bundles: Any, *, query: "Mapping[str, Any] | None" = None):
+def create_app(bundles: Any, *, query: "Mapping[str, Any] | None" = None,
+               thumbnail_urls: bool = False):
     """Build one session's page.
 
     Parameters
@@ -508,6 +510,9 @@ def create_app(bundles: Any, *, query: "Mapping[str, Any] | None" = None):
     query : mapping, optional
         URL arguments (``class``, ``layer``, ``bundle``); by default the page's own
         (``pn.state.session_args``).
+    thumbnail_urls : bool
+        The server answers ``tlx-thumbnail/...`` (``tlexplorer serve`` does): hover cards fetch
+        images by URL instead of carrying them in the data.
 
     Returns
     -------
@@ -515,7 +520,7 @@ def create_app(bundles: Any, *, query: "Mapping[str, Any] | None" = None):
         The page; its ``tlx_app`` attribute is the :class:`App` (session, views, alerts).
     """
     _ensure_extension()
-    app = App(_normalise_sources(bundles), query=query)
+    app = App(_normalise_sources(bundles), query=query, thumbnail_urls=thumbnail_urls)
     tpl = app.template()
     tpl.tlx_app = app
     if pn.state.curdoc is not None:

@@ -23,13 +23,13 @@ import socket
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import panel as pn
 from tornado.web import RequestHandler
 
+from tlexplorer._ready import HEALTH
 from tlexplorer.app.dashboard import TITLE, _normalise_sources, create_app
 from tlexplorer.app.loading import load_bundle
 from tlexplorer.errors import BundleError, TLXError
@@ -37,7 +37,7 @@ from tlexplorer.errors import BundleError, TLXError
 log = logging.getLogger(__name__)
 
 #: Answers 200 once the server runs; cheap (builds no page), for "serving at" and load balancers.
-HEALTH_PATH = "/tlx-health"
+HEALTH_PATH = "/" + HEALTH
 
 
 class HealthHandler(RequestHandler):
@@ -82,11 +82,12 @@ def check_sources(bundles: Any) -> dict[str, Any]:
 
 
 def app_factory(sources: Mapping[str, Any]):
-    """A function that builds a fresh page per session for the given bundles."""
+    """A function that builds a fresh page per session for the given bundles (this server also
+    answers thumbnail URLs, so the pages use them)."""
     sources = dict(sources)
 
     def tlexplorer_app():
-        return create_app(sources)
+        return create_app(sources, thumbnail_urls=True)
     return tlexplorer_app
 
 
@@ -139,20 +140,12 @@ def check_port_free(address: str, port: int) -> None:
 
 def announce_when_ready(url: str, *, timeout: float = 600.0, stream=None) -> threading.Thread:
     """Print "serving at URL" once ``URL`` answers (from a thread; the server may still start)."""
-    stream = stream or sys.stdout
+    from tlexplorer._ready import when_answering
 
-    def wait() -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                with urllib.request.urlopen(url.rstrip("/") + HEALTH_PATH, timeout=5):
-                    print(f"tlexplorer: serving at {url}", file=stream, flush=True)
-                    return
-            except Exception:
-                time.sleep(0.2)
-    thread = threading.Thread(target=wait, name="tlexplorer-announce", daemon=True)
-    thread.start()
-    return thread
+    stream = stream or sys.stdout
+    return when_answering(url.rstrip("/") + HEALTH_PATH,
+                          lambda: print(f"tlexplorer: serving at {url}", file=stream, flush=True),
+                          give_up_after=timeout)
 
 
 def _end_with_parent() -> None:
@@ -280,7 +273,6 @@ def serve(bundles: Any, *, port: int = 5006, address: "str | None" = None,
         warm_up(sources)
     from tlexplorer.app import thumbnails
 
-    thumbnails.enabled = True
     kwargs["extra_patterns"] = [*kwargs.get("extra_patterns", []), (HEALTH_PATH, HealthHandler),
                                 (thumbnails.ROUTE, thumbnails.ThumbnailHandler)]
     url = f"http://{address}:{port}/"

@@ -119,6 +119,9 @@ class Session(param.Parameterized):
         default=[], doc="Feature view: (layer, neuron) rows activated in the biplot")
     selected_instances = param.List(
         default=[], doc="Instance rows chosen by box/lasso selection")
+    thumbnail_urls = param.Boolean(
+        False, doc="The server answers tlx-thumbnail/<key>/<row>.png: hover cards fetch images "
+                   "by URL (else they carry them in the data)")
     status = param.String(default="", doc="Short status text for long-running jobs")
     busy = param.Boolean(False, doc="True while a background job of this session runs")
 

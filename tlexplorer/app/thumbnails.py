@@ -19,11 +19,6 @@ ROUTE = r"/tlx-thumbnail/([0-9a-f]{8,128})/([0-9]{1,12})\.png"
 URL_PREFIX = "tlx-thumbnail"
 _KEY = re.compile(r"[0-9a-f]{8,128}")
 
-#: Whether this process serves the endpoint (``tlexplorer serve`` does; ``panel serve main.py`` and
-#: notebooks do not, and the views then fall back to images inside the data).
-enabled = False
-
-
 def thumbnail_url(bundle_key: str, row: int) -> str:
     """Relative URL of a thumbnail (relative: works behind a proxy's path prefix too)."""
     return f"./{URL_PREFIX}/{bundle_key}/{int(row)}.png"
@@ -63,4 +58,4 @@ class ThumbnailHandler(AuthRequestHandler):
         self.write(png)
 
 
-__all__ = ["ROUTE", "ThumbnailHandler", "enabled", "thumbnail_png", "thumbnail_url"]
+__all__ = ["ROUTE", "ThumbnailHandler", "thumbnail_png", "thumbnail_url"]

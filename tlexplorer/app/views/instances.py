@@ -400,7 +400,7 @@ class InstanceView(pn.viewable.Viewer):
         frame["prediction"] = [
             (names[p] if 0 <= p < len(names) else str(p)) + ("" if p == lab else " ✗")
             for p, lab in zip(preds, labels)]
-        if thumbnails.enabled and self.bundle.has("thumbnails"):  # served: a URL per point
+        if self.session.thumbnail_urls and self.bundle.has("thumbnails"):  # a URL per point
             key = self.bundle.key
             frame["thumb"] = [thumbnail_img(thumbnails.thumbnail_url(key, r), 48) for r in rows]
         else:  # notebooks, panel serve: the images themselves, while there are few

@@ -183,19 +183,10 @@ class FeatureVisService:
 
     # -------------------------------------------------------------- models
     def _image_options(self) -> dict:
-        manifest = self.bundle.manifest
-        image = manifest.get("image") or {}
-        size = image.get("size")
-        if size is None:
-            from tlexplorer.models import INPUT_SIZE
+        """The bundle's own feature-visualization settings (as ``analyze --feature-vis``)."""
+        from tlexplorer.bundled import feature_vis_settings
 
-            size = INPUT_SIZE.get(manifest.get("model", {}).get("name"), 32)
-        mean = image.get("mean") or (0.5, 0.5, 0.5)
-        std = image.get("std") or (0.5, 0.5, 0.5)
-        options = manifest.get("options") or {}
-        return {"image_size": int(size), "mean": tuple(mean), "std": tuple(std),
-                "steps": int(options.get("feature_vis_steps", 64) or 64),
-                "seed": int(options.get("seed", 0) or 0)}
+        return feature_vis_settings(self.bundle.manifest)
 
     def model(self, which: str):
         """The bundle's ``which`` model (``models/{which}.pt``), built and loaded once, in eval mode.
