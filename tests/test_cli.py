@@ -153,3 +153,15 @@ def test_class_folders_differing_in_capitalisation_say_so(capsys, tmp_path):
                                f"target: {tmp_path / 'tgt'}, image_size: 8}}\n")
     line = _one_line_error(capsys, ["train", "--config", str(config), "--out", str(tmp_path / "r")])
     assert str(config) in line and "'Star' vs 'star' differ only in capitalisation" in line
+
+
+def test_allow_factory_is_checked_at_start_up(tmp_path, capsys):
+    from tlexplorer.cli import main
+
+    for args in (["analyze", str(tmp_path), "--allow-factory", "no_such_mod_xyz:make"],
+                 ["train", "--allow-factory", "not a name"],
+                 ["analyze", str(tmp_path), "--allow-factory", "a:b", "--pythonpath",
+                  str(tmp_path / "missing")]):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("tlexplorer: error: ")
