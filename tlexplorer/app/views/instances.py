@@ -48,7 +48,7 @@ PLOT_COLUMNS = ("row", "x", "y", "class_name", "role", "mispredicted")
 
 TOOLTIP = """
 <div class="tlx-tooltip" style="display:flex;gap:8px;align-items:center;max-width:260px;">
-  <div>@thumb{safe}</div>
+  <div>{image}</div>
   <div style="font-size:11px;line-height:1.35;">
     <div><b>@instance_id</b></div>
     <div>domain: @domain</div>
@@ -132,6 +132,16 @@ DETAIL_TOOLTIPS = {
 _THUMB_LOCK = threading.Lock()
 _THUMB_CACHE: "OrderedDict[tuple[str, int], str]" = OrderedDict()
 MAX_THUMBNAILS = 50_000
+
+
+def tooltip_template(bundle_key: "str | None") -> str:
+    """The hover card: with ``bundle_key`` its image comes from the server's thumbnail URL of the
+    point's row (nothing per point in the data), else from the data's ``thumb`` column."""
+    if bundle_key is None:
+        return TOOLTIP.replace("{image}", "@thumb{safe}")
+    url = thumbnails.thumbnail_url(bundle_key, 0).replace("/0.png", "/@row.png")
+    return TOOLTIP.replace("{image}", f'<img src="{url}" width="48" height="48" '
+                                      'style="image-rendering:pixelated;border:1px solid #ccc;">')
 
 
 def thumbnail_uri(bundle: Any, row: int) -> str:
@@ -307,7 +317,9 @@ class InstanceView(pn.viewable.Viewer):
         self._layout = None
         self._panes: dict[str, Any] = {}
         # one card, for the instance nearest the pointer, not a list of all under it
-        self._hover = HoverTool(tooltips=TOOLTIP, name="tlx-instance-hover", limit=1)
+        self._urls = bool(self.session.thumbnail_urls and bundle.has("thumbnails"))
+        self._hover = HoverTool(tooltips=tooltip_template(bundle.key if self._urls else None),
+                                name="tlx-instance-hover", limit=1)
         self._compute_subset()
         self._range = hv.streams.RangeXY()
         self._plotsize = hv.streams.PlotSize()
@@ -400,9 +412,8 @@ class InstanceView(pn.viewable.Viewer):
         frame["prediction"] = [
             (names[p] if 0 <= p < len(names) else str(p)) + ("" if p == lab else " ✗")
             for p, lab in zip(preds, labels)]
-        if self.session.thumbnail_urls and self.bundle.has("thumbnails"):  # a URL per point
-            key = self.bundle.key
-            frame["thumb"] = [thumbnail_img(thumbnails.thumbnail_url(key, r), 48) for r in rows]
+        if self._urls:  # the hover card asks the server for the row's image
+            frame["thumb"] = [""] * len(rows)
         else:  # notebooks, panel serve: the images themselves, while there are few
             frame["thumb"] = ([thumbnail_img(thumbnail_uri(self.bundle, r), 48) for r in rows]
                               if thumbs else [""] * len(rows))
@@ -425,12 +436,14 @@ class InstanceView(pn.viewable.Viewer):
         if width and height:
             self._size = (int(width), int(height))
         w, h = self._size
-        key = (revision, tuple(x_range), tuple(y_range), self._size, self.raster_threshold,
-               self.hover_thumbnails)
-        if self._last_frame is not None and self._last_frame[0] == key:
-            return self._last_frame[1]  # HoloViews asks again once it set the range stream
         mask = self._in_range(x_range, y_range)
         visible = int(mask.sum())
+        # the plot's pixel size only matters to a raster: glyphs stay as they are when the
+        # browser reports its size (else the whole scatter would be sent twice on every load)
+        key = (revision, tuple(x_range), tuple(y_range), self.raster_threshold,
+               self.hover_thumbnails, self._size if visible > self.raster_threshold else None)
+        if self._last_frame is not None and self._last_frame[0] == key:
+            return self._last_frame[1]  # HoloViews asks again once it set the range stream
         self._rendered_range = (tuple(x_range), tuple(y_range))
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
         if visible > self.raster_threshold:
