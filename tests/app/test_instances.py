@@ -18,7 +18,8 @@ from tlexplorer.app.views.instances import (InstanceView, instance_frame, raster
 
 @pytest.fixture()
 def view(synth_session):
-    return InstanceView(session=synth_session)
+    # the classes' own layout arrives from a background job: tests of the global layout skip it
+    return InstanceView(session=synth_session, project_classes=False)
 
 
 def _layers(overlay):
@@ -232,3 +233,37 @@ def test_panes_are_built_once_and_updated(view, synth_session):
     assert "data:image/png" in view._panes["tap"].object
     synth_session.selected_instances = [1, 2, 3]
     assert "3 selected" in view._panes["selection"].object
+
+
+def test_selected_classes_get_their_own_layout_cached_per_class_set(synth_session):
+    import time
+
+    from tlexplorer.app.views import instances
+
+    instances._CLASS_LAYOUTS.clear()
+    s = synth_session
+    view = InstanceView(session=s)
+    classes = tuple(sorted(s.selected_classes))
+    assert view.reprojecting and view._class_job is not None
+    view._class_job.wait(60)
+    end = time.monotonic() + 10
+    while not view.reprojected and time.monotonic() < end:
+        time.sleep(0.05)
+    assert view.reprojected and view._override_kind == "classes"
+    rows = view._class_rows(classes)
+    assert sorted(view.shown_rows.tolist()) == sorted(rows.tolist())
+    layout = np.asarray(s.bundle.array("tsne"))[rows]
+    assert not np.allclose(np.column_stack([view._override[1]]), layout)  # its own positions
+    assert "selected classes on their own" in view.selection_html()
+    # a selection belongs to the classes it was made on; another class set starts over
+    s.selected_instances = rows[:3].tolist()
+    other = next(c for c in s.classes if c not in classes)
+    s.selected_classes = [other]
+    assert s.selected_instances == [] and not view.reprojected
+    view._class_job.wait(60)
+    # back to the first set: from the cache, at once, also in another session's view
+    s.selected_classes = list(classes)
+    assert view.reprojected and view._class_job is None
+    second = InstanceView(session=s)
+    assert second.reprojected and second._class_job is None
+    np.testing.assert_array_equal(second._override[1], view._override[1])

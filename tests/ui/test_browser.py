@@ -123,6 +123,7 @@ def test_class_selection_changes_the_scatter(page, served):
     session, view = app.session, app.views["instances"]
     chosen = list(session.selected_classes)
     assert len(chosen) == 2
+    assert _wait(lambda: not view.reprojecting, timeout=60)
     scatter = page.locator(".tlx-instance-scatter").first
     before = scatter.screenshot()
     # remove the second class with the chip's "x" in the MultiChoice
@@ -163,6 +164,7 @@ def _scatter_figure_id(view) -> str:
 def test_scatter_hover_tap_and_raster(page, served):
     app, _ = _open(page, served)
     view = app.views["instances"]
+    assert _wait(lambda: not view.reprojecting, timeout=60)  # the classes' own layout is in
     page.locator(".tlx-instance-scatter").first.scroll_into_view_if_needed()
     time.sleep(0.5)
     fig = _scatter_figure_id(view)

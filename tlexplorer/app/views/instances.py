@@ -129,6 +129,13 @@ DETAIL_TOOLTIPS = {
     "mispredicted_T": "target instances the target model mispredicts",
 }
 
+#: Instances up to which a class set is laid out on its own (t-SNE of ~2,400 takes ~3 s here).
+MAX_CLASS_LAYOUT = 20_000
+MAX_CACHED_LAYOUTS = 64
+# (bundle identity, class set) -> layout: shared by every session of the process, read-only
+_LAYOUT_LOCK = threading.Lock()
+_CLASS_LAYOUTS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+
 _THUMB_LOCK = threading.Lock()
 _THUMB_CACHE: "OrderedDict[tuple[str, int], str]" = OrderedDict()
 MAX_THUMBNAILS = 50_000
@@ -300,6 +307,9 @@ class InstanceView(pn.viewable.Viewer):
     mode = param.Selector(objects=["", "raster", "glyphs"], default="",
                           doc="What the last render drew (read-only for tests and benchmarks)")
     visible_count = param.Integer(0, doc="Points inside the range of the last render")
+    project_classes = param.Boolean(
+        True, doc="Lay the selected classes' instances out on their own (t-SNE in the background,"
+                  " cached per class set, as the paper's §5.2); the global layout shows meanwhile")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -312,6 +322,9 @@ class InstanceView(pn.viewable.Viewer):
         self._last_revision = -1
         self._rendered_range: "tuple | None" = None
         self._last_frame: "tuple | None" = None  # (render arguments, overlay) of the last render
+        self._shown_classes = tuple(sorted(self.session.selected_classes))
+        self._class_job: "jobs.Job | None" = None
+        self._override_kind = ""  # "classes" (their own layout) or "selection" (re-projected)
         self._size = DEFAULT_SIZE
         self._job: "jobs.Job | None" = None
         self._layout = None
@@ -332,6 +345,7 @@ class InstanceView(pn.viewable.Viewer):
         self._bounds.add_subscriber(self._on_bounds)
         self._lasso = hv.streams.Lasso(source=self._dmap)
         self._lasso.add_subscriber(self._on_lasso)
+        self._start_class_layout()
 
     # ------------------------------------------------------------------ data
     @property
@@ -340,7 +354,79 @@ class InstanceView(pn.viewable.Viewer):
 
     @param.depends("session.selected_classes", "domain", watch=True)
     def _on_filter(self) -> None:
+        classes = tuple(sorted(self.session.selected_classes))
+        if classes != self._shown_classes:  # another class set: its own layout, no old selection
+            self._shown_classes = classes
+            self._override = None
+            self.reprojected = False
+            self.session.selected_instances = []
+            self._start_class_layout()
         self._compute_subset()
+        self.revision += 1
+
+    # ------------------------------------------------------------------ the classes' own layout
+    def _class_rows(self, classes: "tuple[str, ...]") -> np.ndarray:
+        names = instance_frame(self.bundle)["class_name"].astype(str).to_numpy()
+        return np.flatnonzero(np.isin(names, list(classes))).astype(np.int64)
+
+    def _start_class_layout(self) -> None:
+        """Lay the selected classes' instances out on their own (paper §5.2), in the background;
+        the global layout shows meanwhile, and a class set laid out before comes from the cache."""
+        if self._class_job is not None:
+            self._class_job.cancel()
+            self._class_job = None
+        classes = self._shown_classes
+        if not self.project_classes or not classes or len(classes) == len(self._classes) \
+                or not self.bundle.has("embedding"):
+            return
+        rows = self._class_rows(classes)
+        if not 5 <= len(rows) <= MAX_CLASS_LAYOUT:
+            return
+        key = (bundle_identity(self.bundle), classes)
+        with _LAYOUT_LOCK:
+            cached = _CLASS_LAYOUTS.get(key)
+            if cached is not None:
+                _CLASS_LAYOUTS.move_to_end(key)
+        if cached is not None:
+            self._show_class_layout(classes, rows, cached)
+            return
+        from tlexplorer.analysis.embedding import project_subset
+
+        embeddings = np.asarray(self.bundle.array("embedding"))
+        layout = np.asarray(self.bundle.array("tsne"))
+
+        def done(xy) -> None:
+            self.reprojecting = False
+            if job.cancelled.is_set():
+                return  # stopped early for another class set: neither cached nor shown
+            xy = np.asarray(xy, dtype=np.float32)
+            with _LAYOUT_LOCK:
+                _CLASS_LAYOUTS[key] = xy
+                while len(_CLASS_LAYOUTS) > MAX_CACHED_LAYOUTS:
+                    _CLASS_LAYOUTS.popitem(last=False)
+            self._show_class_layout(classes, rows, xy)
+
+        def failed(_exc: BaseException) -> None:
+            self.reprojecting = False
+
+        def progress(fraction: float) -> None:
+            self.progress = float(fraction)
+
+        self.reprojecting = True
+        names = ", ".join(classes)
+        job = jobs.submit(self.session, project_subset, embeddings, layout, rows,
+                          label=f"Laying out classes {names}", on_progress=progress,
+                          on_done=done, on_error=failed, random_state=0, n_jobs=1)
+        self._class_job = job
+
+    def _show_class_layout(self, classes: "tuple[str, ...]", rows: np.ndarray,
+                           xy: np.ndarray) -> None:
+        if classes != self._shown_classes:
+            return  # the user moved on meanwhile
+        self._override = (rows, np.asarray(xy, dtype=np.float64))
+        self._override_kind = "classes"
+        self._compute_subset()
+        self.reprojected = True
         self.revision += 1
 
     def _compute_subset(self) -> None:
@@ -574,6 +660,7 @@ class InstanceView(pn.viewable.Viewer):
             self.session.status = f"Re-projection returned shape {xy.shape}, not ({len(rows)}, 2)"
             return
         self._override = (rows, xy)
+        self._override_kind = "selection"
         self._compute_subset()
         self.reprojected = True
         self.revision += 1
@@ -637,8 +724,12 @@ class InstanceView(pn.viewable.Viewer):
     def selection_html(self) -> str:
         n = len(self.session.selected_instances)
         text = f"{n} selected" if n else "Box/lasso-select points to re-project them"
-        if self.reprojected:
+        if self.reprojected and self._override_kind == "classes":
+            text += " · layout of the selected classes on their own"
+        elif self.reprojected:
             text += " · showing the re-projected subset"
+        elif self.reprojecting:
+            text += " · global layout while the classes' own is computed"
         return f'<span class="tlx-selection-info" style="font-size:12px;">{text}</span>'
 
     @param.depends("session.selected_classes", watch=True)
@@ -654,7 +745,7 @@ class InstanceView(pn.viewable.Viewer):
         if self._panes:
             self._panes["tap"].object = self.tap_detail_html()
 
-    @param.depends("session.selected_instances", "reprojected", watch=True)
+    @param.depends("session.selected_instances", "reprojected", "reprojecting", watch=True)
     def _update_selection_info(self) -> None:
         if self._panes:
             self._panes["selection"].object = self.selection_html()
