@@ -39,14 +39,13 @@ def test_create_app_builds_the_four_views(synth_path):
     assert set(app.views) == {"stats", "instances", "network", "features"}
     assert isinstance(app.session, Session)
     assert all(v.session is app.session for v in app.views.values())
-    grid = app.content[0]
-    assert isinstance(grid, pn.GridSpec)
-    # Fig. 1: stats top-left, instances bottom-left, network centre, features right
-    areas = {obj.css_classes[-1]: (r0, c0, r1, c1) for (r0, c0, r1, c1), obj in grid.objects.items()}
-    assert areas["tlx-area-stats"][:2] == (0, 0) and areas["tlx-area-instances"][1] == 0
-    assert areas["tlx-area-instances"][0] == areas["tlx-area-stats"][2]
-    assert areas["tlx-area-network"][1] == areas["tlx-area-stats"][3]
-    assert areas["tlx-area-features"][3] == 12
+    page = app.content[0]
+    assert isinstance(page, pn.FlexBox) and page.flex_wrap == "wrap"
+    # Fig. 1: stats over instances on the left, then network, then features (wrapping below
+    # when the window is narrow)
+    columns = [[card.css_classes[-1] for card in column] for column in page]
+    assert columns == [["tlx-area-stats", "tlx-area-instances"], ["tlx-area-network"],
+                       ["tlx-area-features"]]
 
 
 def test_each_call_is_a_new_session(synth_path):
@@ -130,7 +129,7 @@ def test_explorer_for_notebooks(synth_bundle):
     assert type(ex.network).__name__ == "NetworkView"
     assert type(ex.features).__name__ == "FeatureView"
     layout = ex.__panel__()
-    assert isinstance(layout, pn.GridSpec)
+    assert isinstance(layout, pn.FlexBox)
     with pytest.raises(TypeError):
         Explorer()
 

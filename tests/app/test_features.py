@@ -131,7 +131,7 @@ def test_biplot_labels_do_not_overlap():
     assert len(placed) == len(ends)
     boxes = []
     for (x, y, align), text in zip(placed, texts):
-        w, h = 0.02 * len(text), 0.05
+        w, h = 0.025 * len(text), 0.06
         x0 = x / 4.0 if align == "left" else x / 4.0 - w
         boxes.append((x0, y / 6.0 - h / 2, x0 + w, y / 6.0 + h / 2))
         assert align == ("left" if x >= 0 else "right")

@@ -106,20 +106,39 @@ def build_views(session: Session) -> dict[str, Any]:
     return {key: cls(session=session) for key, cls in view_classes().items()}
 
 
-def dashboard_layout(views: Mapping[str, Any]) -> pn.GridSpec:
-    """Fig. 1: stats top-left, instances bottom-left, network centre, features right.
+#: Card heights (px) and flex settings: Fig. 1's arrangement where the window is wide enough
+#: (stats over instances | network | features), the feature view below the others on narrower
+#: screens, each card full width on a narrow one. The page scrolls; the cards do not squeeze.
+STATS_HEIGHT, INSTANCES_HEIGHT = 560, 830
+TALL = STATS_HEIGHT + INSTANCES_HEIGHT + 8
+FLEX = {"left": ("1 1 440px", 420), "network": ("1.6 1 640px", 600),
+        "features": ("1 1 440px", 420)}
+
+
+def dashboard_layout(views: Mapping[str, Any]) -> pn.FlexBox:
+    """Fig. 1: stats top-left, instances bottom-left, network centre, features right; on narrower
+    windows the feature view wraps below (the page scrolls rather than squeezing a view).
 
     ``views`` maps each key of :data:`VIEWS` to a view or to a :class:`ViewCard` (already carded).
     """
-    def card(key: str):
+    def card(key: str, height: int):
         item = views[key]
-        return item.panel if isinstance(item, ViewCard) else _panel_card(item, *VIEWS[key])
-    grid = pn.GridSpec(sizing_mode="stretch_width", height=1300, css_classes=["tlx-dashboard"])
-    grid[0:5, 0:4] = card("stats")
-    grid[5:12, 0:4] = card("instances")
-    grid[0:12, 4:9] = card("network")
-    grid[0:12, 9:12] = card("features")
-    return grid
+        panel = item.panel if isinstance(item, ViewCard) else _panel_card(item, *VIEWS[key])
+        panel.param.update(sizing_mode="stretch_width", height=height)
+        return panel
+
+    def flex(part: str) -> dict:
+        basis, min_width = FLEX[part]
+        return {"styles": {"flex": basis}, "min_width": min_width}
+
+    left = pn.Column(card("stats", STATS_HEIGHT), card("instances", INSTANCES_HEIGHT),
+                     sizing_mode="stretch_width", margin=0, **flex("left"))
+    network = pn.Column(card("network", TALL), sizing_mode="stretch_width", margin=0,
+                        **flex("network"))
+    features = pn.Column(card("features", TALL), sizing_mode="stretch_width", margin=0,
+                         **flex("features"))
+    return pn.FlexBox(left, network, features, flex_wrap="wrap", align_items="flex-start",
+                      sizing_mode="stretch_width", css_classes=["tlx-dashboard"])
 
 
 # ---------------------------------------------------------------------- URL arguments

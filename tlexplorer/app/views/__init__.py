@@ -15,6 +15,9 @@ DOMAIN_COLORS = {"source": SOURCE_COLOR, "target": TARGET_COLOR}
 #: Markers by domain/model: crosses for source, circles for target (paper §5.1, §5.2).
 DOMAIN_MARKERS = {"source": "x", "target": "circle"}
 MISPREDICTED_COLOR = "#3a3a3a"
+#: Every table: headers wrap, and a cell cut short by its column (an ellipsis) shows its whole
+#: text on hover.
+TABLE_CONFIGURATION = {"columnDefaults": {"headerWordWrap": True, "tooltip": True}}
 POSITIVE_COLOR = "#2ca02c"
 NEGATIVE_COLOR = "#d62728"
 
@@ -44,5 +47,5 @@ def class_colors(classes: Iterable[str]) -> dict[str, str]:
     return {c: palette[i] for i, c in enumerate(classes)}
 
 
-__all__ = ["CLASS_PALETTE", "DOMAIN_COLORS", "DOMAIN_MARKERS", "MISPREDICTED_COLOR",
+__all__ = ["CLASS_PALETTE", "TABLE_CONFIGURATION", "DOMAIN_COLORS", "DOMAIN_MARKERS", "MISPREDICTED_COLOR",
            "NEGATIVE_COLOR", "POSITIVE_COLOR", "SOURCE_COLOR", "TARGET_COLOR", "class_colors"]

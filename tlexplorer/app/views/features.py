@@ -25,7 +25,7 @@ import param
 
 from tlexplorer.aggregates import ALL, aggregates_for, short_layer_names
 from tlexplorer.app.state import Session
-from tlexplorer.app.views import SOURCE_COLOR, TARGET_COLOR
+from tlexplorer.app.views import SOURCE_COLOR, TABLE_CONFIGURATION, TARGET_COLOR
 from tlexplorer.app.views.neuron_detail import (_call_in_session, _session_doc, feature_vis_service,
                                                 img_html, placeholder_html, unavailable_html)
 
@@ -39,6 +39,9 @@ DATASHADE_THRESHOLD = 5000
 #: Rows whose biplot axes are drawn without being checked (paper: the top five).
 TOP_AXES = 5
 THUMB_PX = 38
+#: One label character and one line of 9 pt text as shares of the plot's shown x and y ranges
+#: (about 6.5 px of a ~360 px wide, 15 px of a ~300 px high data area).
+CHAR_WIDTH, LINE_HEIGHT = 0.018, 0.05
 #: Rows (from the top of the current order) whose missing feature visualizations are computed.
 PREFETCH_ROWS = 60
 
@@ -98,7 +101,7 @@ def active_axes(ranking: pd.DataFrame | Any, checked: list, top: int = TOP_AXES)
 
 
 def place_labels(ends: np.ndarray, texts: "list[str]", *, span_x: float, span_y: float,
-                 char_width: float = 0.02, line_height: float = 0.05
+                 char_width: float = 0.025, line_height: float = 0.06
                  ) -> "list[tuple[float, float, str]]":
     """Positions ``(x, y, align)`` for biplot labels at the arrow ends ``ends`` (K, 2), none over
     another.
@@ -157,7 +160,9 @@ class FeatureView(pn.viewable.Viewer):
         self._base: dict[str, pd.DataFrame] = {}
         self._table = pn.widgets.Tabulator(
             pd.DataFrame(), selectable="checkbox", disabled=True, show_index=False,
-            sortable=False, layout="fit_data_table", height=360, sizing_mode="stretch_width",
+            sortable=False, layout="fit_columns", height=360, sizing_mode="stretch_width",
+            widths={"feature": 50, "histogram": 122, "coef": 64, "axis": 44},
+            configuration=TABLE_CONFIGURATION,
             formatters={"feature": {"type": "html"}, "histogram": {"type": "html"}},
             text_align={"coef": "right", "axis": "center"},
             titles={"label": "neuron", "feature": "feature", "histogram":
@@ -170,6 +175,7 @@ class FeatureView(pn.viewable.Viewer):
         self._plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=self.plot_height,
                                        linked_axes=False, css_classes=["tlx-discriminability-plot"])
         self._plot_points = None
+        self._xlim: "tuple[float, float] | None" = None
         self.session.param.watch(self._on_scope, ["feature_scope"])
         self.session.param.watch(self._on_order, ["feature_order"])
         self.session.param.watch(self._on_checked, ["checked_neurons"])
@@ -400,7 +406,13 @@ class FeatureView(pn.viewable.Viewer):
         short = short_layer_names(self._agg.layer_names)
         texts = [f"{short.get(str(l), l)} #{int(n)}" for l, n in
                  zip(sel["axis_layer"], sel["axis_neuron"])]
-        placed = place_labels(end, texts, span_x=sx, span_y=sy)
+        # label sizes as shares of the shown ranges (points and arrows), not of the points alone
+        shown_x = np.concatenate([np.asarray(proj["x"], np.float64), end[:, 0], [0.0]])
+        shown_y = np.concatenate([np.asarray(proj["y"], np.float64), end[:, 1], [0.0]])
+        span_x = max(float(np.ptp(shown_x)), 1e-9)
+        span_y = max(float(np.ptp(shown_y)), 1e-9)
+        placed = place_labels(end, texts, span_x=span_x, span_y=span_y, char_width=CHAR_WIDTH,
+                              line_height=LINE_HEIGHT)
         labels = []
         for align in ("left", "right"):
             rows = [(px, py, text) for (px, py, a), text in zip(placed, texts) if a == align]
@@ -408,7 +420,18 @@ class FeatureView(pn.viewable.Viewer):
             labels.append(hv.Labels(frame, ["x", "y"], ["label"]).opts(
                 text_font_size="9pt", text_color="#111111", text_align=align,
                 text_baseline="middle"))
-        return segments * heads * labels[0] * labels[1]
+        # a label moved off its arrow's end (crowded arrows) keeps a thin leader line to it
+        leaders = pd.DataFrame(
+            [(x1, y1, px, py) for (x1, y1), (px, py, _a) in zip(end, placed)
+             if abs(py - y1) > 1e-9 * max(span_y, 1.0)], columns=["x0", "y0", "x1", "y1"])
+        leaders = hv.Segments(leaders, ["x0", "y0", "x1", "y1"]).opts(
+            color="#999999", line_width=0.8, line_dash="dotted")
+        # room for the labels: the plot's x range reaches past the longest one
+        ends = [px + (1 if a == "left" else -1) * CHAR_WIDTH * len(t) * span_x
+                for (px, _py, a), t in zip(placed, texts)]
+        xs = np.concatenate([shown_x, ends])
+        self._xlim = (float(xs.min()) - 0.03 * span_x, float(xs.max()) + 0.03 * span_x)
+        return segments * heads * leaders * labels[0] * labels[1]
 
     def _refresh_plot(self, rebuild: bool = False) -> None:
         import holoviews as hv
@@ -424,7 +447,7 @@ class FeatureView(pn.viewable.Viewer):
             title=title, xlabel="classifier direction u (decision boundary at 0)",
             ylabel="first principal component g", show_legend=True, legend_position="top",
             legend_opts={"orientation": "horizontal"},
-            responsive=True, height=self.plot_height, toolbar="above")
+            responsive=True, height=self.plot_height, toolbar="above", xlim=self._xlim)
         self._plot.object = overlay
 
     # ------------------------------------------------------------------ panel
