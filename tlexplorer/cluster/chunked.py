@@ -1,0 +1,308 @@
+"""The driver's side of a distributed analysis: the chunked stages' model passes as Dask tasks.
+
+:func:`run_chunked_passes` plans one task per chunk of every model pass the pipeline would make -
+predictions and embeddings, Layer Conductance of each model-on-domain combination, activations, and
+the weight-contribution counts - submits them all, and stores each result as it arrives: arrays as
+chunks through the bundle writer (so a killed driver resumes from the finished chunks), conductance
+chunks with their completeness records under the pipeline's own names, weight counts merged per class
+in memory. When every chunk of an artefact is in, it is concatenated exactly as ``write_array`` would
+write the whole array; the pipeline's stages then find their arrays done and only do the driver-side
+work (t-SNE, tables, rankings, discriminability). The driver stays the only writer of the bundle.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from . import tasks
+from .client import require_distributed
+
+log = logging.getLogger(__name__)
+
+#: Rows per task of the forward-only passes (predictions, activations) and the weight counts, in
+#: chunks of ``chunk_size``: a forward pass costs ~1/(n_steps + 1) of a conductance path, so
+#: conductance-sized chunks would be mostly scheduling overhead (see docs/distributed.md).
+FORWARD_CHUNKS = 8
+#: Automatic retries of a task that raised (a worker that dies is rescheduled by Dask anyway).
+RETRIES = 2
+#: Dask's order among tasks ready at the same time (higher first): the long conductance chunks
+#: start first so the short ones fill in at the end.
+PRIORITY = {"conductance": 3, "weights": 2, "predictions": 1, "activations": 1}
+
+
+@dataclass
+class _Group:
+    """Chunks that together make artefacts; ``finish()`` runs once when all are stored."""
+
+    chunks: set
+    finish: Callable[[], None]
+
+
+@dataclass
+class _Job:
+    kind: str
+    label: str                  # for the task key (dashboard) and error messages
+    func: Callable
+    args: tuple
+    store: Callable[[object], None]
+    group: _Group
+    chunk: int
+
+
+@dataclass
+class ChunkStats:
+    """What the chunks cost, summed over tasks (seconds), per kind of pass."""
+
+    tasks: dict = field(default_factory=dict)
+    setup_s: dict = field(default_factory=dict)     # rebuilding models and data on a worker
+    compute_s: dict = field(default_factory=dict)   # the pass itself
+    wall_s: float = 0.0                             # first submit to last result stored
+    workers: int = 0
+
+    def add(self, kind: str, stats: dict) -> None:
+        self.tasks[kind] = self.tasks.get(kind, 0) + 1
+        self.setup_s[kind] = self.setup_s.get(kind, 0.0) + stats["setup_s"]
+        self.compute_s[kind] = self.compute_s.get(kind, 0.0) + stats["compute_s"]
+
+
+# ---------------------------------------------------------------------------------------- planning
+def _inputs(ctx) -> tasks.RunInputs:
+    from ..models import file_sha256
+
+    recorded = ctx.run.config.get("checkpoints") or {}
+    checkpoints = {role: (str(path), recorded.get(role) or file_sha256(path))
+                   for role, path in (("source", ctx.run.source_path), ("target", ctx.run.target_path))}
+    return tasks.RunInputs(model_spec=ctx.run.model_spec, checkpoints=checkpoints,
+                           data_spec=ctx.run.config["data"], data_hashes=ctx.data.hashes(),
+                           options=ctx.options, layer_names=tuple(ctx.layer_names))
+
+
+def _workers_see(client, path: str) -> bool:
+    """Whether every worker connected now can read ``path`` (else its bytes are sent)."""
+    return all(client.run(os.path.isfile, path).values())
+
+
+def _blobs(client, inputs: tasks.RunInputs) -> dict:
+    """Per model, None (workers read the checkpoint path) or a future of its bytes on the workers."""
+    from pathlib import Path
+
+    out = {}
+    for role, (path, _sha) in inputs.checkpoints.items():
+        if _workers_see(client, path):
+            out[role] = None
+        else:
+            log.info("sending %s to the workers (they cannot read it)", path)
+            [out[role]] = client.scatter([Path(path).read_bytes()], broadcast=True)
+    return out
+
+
+def _spans(n: int, step: int) -> list:
+    return [(i, i * step, min(n, (i + 1) * step)) for i in range(max(1, math.ceil(n / step)))]
+
+
+def _where(ctx, rows: np.ndarray) -> pl.DataFrame:
+    """The columns a worker needs to find these instances in its own copy of the data."""
+    return ctx.instances[rows].select("role", "split", "position")
+
+
+def _array_jobs(ctx, kind: str, names: list, rows: np.ndarray, step: int, make_args, unpack) -> list:
+    """Jobs for arrays written in chunks of ``step`` rows and concatenated in ``names`` order."""
+    writer = ctx.writer
+    if all(writer.has_array(n) for n in names):
+        return []
+    spans = _spans(len(rows), step)
+    group = _Group({i for i, _a, _b in spans if not all(writer.has_chunk(n, i) for n in names)},
+                   lambda: [writer.concat_chunks(n, len(spans)) for n in names])
+    jobs = []
+    for i, a, b in spans:
+        if i in group.chunks:
+            def store(result, i=i):
+                for name, array in unpack(result, i).items():
+                    writer.write_chunk(name, i, array)
+            jobs.append(_Job(kind, f"{names[-1]}-{i:05d}", *make_args(rows[a:b], a), store, group, i))
+    if not jobs:
+        group.finish()
+    return jobs
+
+
+def _plan(ctx, inputs, blobs) -> list:
+    from ..pipeline import _combos
+
+    opts, writer = ctx.options, ctx.writer
+    forward_step = opts.chunk_size * FORWARD_CHUNKS
+    jobs = []
+
+    # conductance, exactly the pipeline's chunks (its resume reads them), with completeness records
+    for model_name, domain in _combos(ctx):
+        combo = f"{model_name}_on_{domain}"
+        names = [f"conductance/{combo}/{layer}" for layer in ctx.layer_names]
+
+        def unpack(result, i, combo=combo, names=names):
+            arrays, record = result
+            writer.write_json(f"completeness/{combo}/{i:05d}", record)
+            return {name: arrays[layer] for name, layer in zip(names, ctx.layer_names)}
+
+        jobs += _array_jobs(ctx, "conductance", names, ctx.rows[domain], opts.chunk_size,
+                            lambda part, _a, m=model_name: (tasks.conductance_chunk,
+                                                            (inputs, m, blobs[m], _where(ctx, part))),
+                            unpack)
+
+    jobs += _weight_jobs(ctx, inputs, blobs)
+
+    all_rows = ctx.instances["row"].to_numpy()
+    for model_name in ("source", "target"):
+        # predictions last: its array marks the pipeline's stage as done
+        names = (["embedding"] if model_name == "target" else []) + \
+            [f"probabilities/{model_name}", f"predictions/{model_name}"]
+        jobs += _array_jobs(ctx, "predictions", names, all_rows, forward_step,
+                            lambda part, a, m=model_name: (tasks.predictions_chunk,
+                                                           (inputs, m, blobs[m], _where(ctx, part), a)),
+                            lambda result, _i: result)
+    for model_name, domain in [("target", "target"), ("source", "target"), ("target", "source"),
+                               ("source", "source")]:
+        combo = f"{model_name}_on_{domain}"
+        names = [f"activations/{combo}/{layer}" for layer in ctx.layer_names]
+        jobs += _array_jobs(ctx, "activations", names, ctx.rows[domain], forward_step,
+                            lambda part, a, m=model_name: (tasks.activations_chunk,
+                                                           (inputs, m, blobs[m], _where(ctx, part), a)),
+                            lambda result, _i, combo=combo: {f"activations/{combo}/{layer}": array
+                                                             for layer, array in result.items()})
+    return jobs
+
+
+class _WeightMerge:
+    """Per class, the counts of one model and pair summed over its chunks; their top ``k`` go to
+    ``ctx.weight_tops`` once all chunks are in, unless the pair has no per-neuron weights (then the
+    pipeline skips it with its own warning)."""
+
+    def __init__(self, ctx, model_name: str, layer_from: str, classes, n1: int, n2: int, k: int):
+        from ..analysis.weights import WeightCounter
+
+        self.ctx, self.key, self.k = ctx, (model_name, layer_from), k
+        self.counters = {c: WeightCounter(n1, n2, k) for c in classes}
+        self.skipped = False
+
+    def store(self, result) -> None:
+        if result is None:
+            self.skipped = True
+            return
+        for c, (idx, counts, n) in result.items():
+            self.counters[c].add_counts(idx, counts, n)
+
+    def finish(self) -> None:
+        if not self.skipped:
+            model_name, layer_from = self.key
+            self.ctx.weight_tops[self.key] = {(model_name, c, layer_from): counter.top(self.k)
+                                              for c, counter in self.counters.items()}
+
+
+def _weight_jobs(ctx, inputs, blobs) -> list:
+    """Counting jobs per model and consecutive pair (see :class:`_WeightMerge`)."""
+    from ..analysis.weights import default_k
+    from ..pipeline import _class_positions, _contribution_batch, _layer_pairs
+
+    if ctx.writer.has_table("important_weights"):
+        return []
+    rows = ctx.rows["target"]
+    labels = ctx.instances["label"].to_numpy()[rows]
+    classes = _class_positions(ctx, "target")
+    neurons = {layer.name: layer.neurons for layer in ctx.layers}
+    jobs = []
+    for layer_from, layer_to in _layer_pairs(ctx):
+        n1, n2 = neurons[layer_from], neurons[layer_to]
+        k = ctx.options.k_weights or default_k(n1, n2)
+        batch = _contribution_batch(ctx.options, n1, n2)
+        # whole batches per chunk, so that every batch is one of the single-process pipeline's
+        spans = _spans(len(rows), max(batch, ctx.options.chunk_size * FORWARD_CHUNKS // batch * batch))
+        for model_name in ("source", "target"):
+            merge = _WeightMerge(ctx, model_name, layer_from, classes, n1, n2, k)
+            group = _Group({i for i, _a, _b in spans}, merge.finish)
+            for i, a, b in spans:
+                jobs.append(_Job("weights", f"weights/{model_name}/{layer_from}__{layer_to}-{i:05d}",
+                                 tasks.weight_counts_chunk,
+                                 (inputs, model_name, blobs[model_name], _where(ctx, rows[a:b]),
+                                  labels[a:b], layer_from, layer_to, k, batch), merge.store, group, i))
+    return jobs
+
+
+# ----------------------------------------------------------------------------------------- running
+def run_chunked_passes(ctx, client) -> ChunkStats:
+    """Compute every chunked model pass of ``ctx``'s analysis on the Dask cluster of ``client``.
+
+    Parameters
+    ----------
+    ctx : tlexplorer.pipeline._Context
+        After the instances table and the attributed rows are known; its writer receives the arrays.
+    client : distributed.Client
+
+    Returns
+    -------
+    ChunkStats
+        Setup and compute seconds per kind of pass (for benchmarks/bench_distributed.py).
+
+    Raises
+    ------
+    Exception
+        A task's own error after its retries (e.g. ``DataError`` when a worker's data differ), or
+        :class:`tlexplorer.errors.ClusterError` when a chunk kept killing its workers. Chunks stored
+        before that stay in the work directory; rerunning resumes from them.
+    """
+    require_distributed()
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    stats = ChunkStats(workers=len(client.scheduler_info(n_workers=-1)["workers"]))
+    inputs = _inputs(ctx)
+    blobs = _blobs(client, inputs)
+    jobs = _plan(ctx, inputs, blobs)
+    if not jobs:
+        return stats
+    if ctx.progress and client.dashboard_link:
+        print(f"Dask dashboard: {client.dashboard_link}", flush=True)
+    token = uuid.uuid4().hex[:8]  # keys unique per analysis: a shared cluster keeps no stale results
+    started = time.perf_counter()
+    pending = {client.submit(job.func, *job.args, key=f"tlx-{job.label}-{token}", retries=RETRIES,
+                             priority=PRIORITY[job.kind], pure=False): job for job in jobs}
+    bar = tqdm(total=len(jobs), unit="chunk", disable=not ctx.progress,
+               desc=f"chunked passes on {stats.workers} Dask worker{'s' * (stats.workers != 1)}")
+    try:
+        for future in as_completed(list(pending), loop=client.loop):
+            job = pending.pop(future)
+            payload, task_stats = _result(future, job)
+            future.release()  # the worker may drop the result now
+            job.store(payload)
+            stats.add(job.kind, task_stats)
+            job.group.chunks.discard(job.chunk)
+            if not job.group.chunks:
+                job.group.finish()
+            bar.update()
+    finally:
+        bar.close()
+        if pending:  # an error or Ctrl-C: stop the rest; finished chunks are on disk
+            client.cancel(list(pending))
+        for blob in blobs.values():
+            if blob is not None:
+                blob.release()
+    stats.wall_s = time.perf_counter() - started
+    log.info("chunked passes: %s", stats)
+    return stats
+
+
+def _result(future, job: _Job):
+    from distributed import KilledWorker
+
+    from ..errors import ClusterError
+
+    try:
+        return future.result()
+    except KilledWorker as exc:
+        raise ClusterError(f"chunk {job.label} stopped its Dask workers several times (out of memory or "
+                           f"a crash); see the worker logs ({exc})") from exc
