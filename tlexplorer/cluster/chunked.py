@@ -11,6 +11,7 @@ work (t-SNE, tables, rankings, discriminability). The driver stays the only writ
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -113,69 +114,75 @@ def _where(ctx, rows: np.ndarray) -> pl.DataFrame:
     return ctx.instances[rows].select("role", "split", "position")
 
 
-def _array_jobs(ctx, kind: str, names: list, rows: np.ndarray, step: int, make_args, unpack) -> list:
-    """Jobs for arrays written in chunks of ``step`` rows and concatenated in ``names`` order."""
-    writer = ctx.writer
+@dataclass
+class _ArrayPass:
+    """One model pass over some rows whose per-row outputs become artefacts, chunk by chunk."""
+
+    kind: str                # conductance, predictions or activations
+    what: str                # the combination or model, for task labels
+    func: Callable           # a tasks.*_chunk function
+    model: str
+    rows: np.ndarray
+    step: int                # rows per chunk
+    names: dict              # the task's output key -> artefact name, in concatenation order
+    # batches as in one loader over all rows (forward passes), not one loader per chunk (conductance)
+    global_batches: bool = True
+    record: "str | None" = None  # conductance: JSON name of the chunks' completeness records
+
+    def store(self, writer, chunk: int, result) -> None:
+        arrays, record = result if self.record else (result, None)
+        if record is not None:
+            writer.write_json(f"{self.record}/{chunk:05d}", record)
+        for key, name in self.names.items():
+            writer.write_chunk(name, chunk, arrays[key])
+
+    def concat(self, writer, n_chunks: int) -> None:
+        for name in self.names.values():
+            writer.concat_chunks(name, n_chunks)
+
+
+def _array_jobs(ctx, p: _ArrayPass, inputs, blobs) -> list:
+    """Jobs for the chunks of ``p`` not stored yet (none when its arrays exist)."""
+    writer, names = ctx.writer, list(p.names.values())
     if all(writer.has_array(n) for n in names):
         return []
-    spans = _spans(len(rows), step)
+    spans = _spans(len(p.rows), p.step)
     group = _Group({i for i, _a, _b in spans if not all(writer.has_chunk(n, i) for n in names)},
-                   lambda: [writer.concat_chunks(n, len(spans)) for n in names])
-    jobs = []
-    for i, a, b in spans:
-        if i in group.chunks:
-            def store(result, i=i):
-                for name, array in unpack(result, i).items():
-                    writer.write_chunk(name, i, array)
-            jobs.append(_Job(kind, f"{names[-1]}-{i:05d}", *make_args(rows[a:b], a), store, group, i))
-    if not jobs:
+                   functools.partial(p.concat, writer, len(spans)))
+    if not group.chunks:
         group.finish()
-    return jobs
+    return [_Job(p.kind, f"{p.kind}/{p.what}-{i:05d}", p.func,
+                 (inputs, p.model, blobs[p.model], _where(ctx, p.rows[a:b]), a if p.global_batches else 0),
+                 functools.partial(p.store, writer, i), group, i)
+            for i, a, b in spans if i in group.chunks]
 
 
 def _plan(ctx, inputs, blobs) -> list:
+    """Every job of the analysis. Conductance uses the pipeline's own chunks, so either path resumes
+    from the other's; the forward passes use larger ones (see FORWARD_CHUNKS)."""
     from ..pipeline import _combos
 
-    opts, writer = ctx.options, ctx.writer
-    forward_step = opts.chunk_size * FORWARD_CHUNKS
-    jobs = []
-
-    # conductance, exactly the pipeline's chunks (its resume reads them), with completeness records
+    layers, forward = ctx.layer_names, ctx.options.chunk_size * FORWARD_CHUNKS
+    passes = []
     for model_name, domain in _combos(ctx):
         combo = f"{model_name}_on_{domain}"
-        names = [f"conductance/{combo}/{layer}" for layer in ctx.layer_names]
-
-        def unpack(result, i, combo=combo, names=names):
-            arrays, record = result
-            writer.write_json(f"completeness/{combo}/{i:05d}", record)
-            return {name: arrays[layer] for name, layer in zip(names, ctx.layer_names)}
-
-        jobs += _array_jobs(ctx, "conductance", names, ctx.rows[domain], opts.chunk_size,
-                            lambda part, _a, m=model_name: (tasks.conductance_chunk,
-                                                            (inputs, m, blobs[m], _where(ctx, part))),
-                            unpack)
-
-    jobs += _weight_jobs(ctx, inputs, blobs)
-
+        passes.append(_ArrayPass("conductance", combo, tasks.conductance_chunk, model_name,
+                                 ctx.rows[domain], ctx.options.chunk_size,
+                                 {l: f"conductance/{combo}/{l}" for l in layers},
+                                 global_batches=False, record=f"completeness/{combo}"))
     all_rows = ctx.instances["row"].to_numpy()
     for model_name in ("source", "target"):
-        # predictions last: its array marks the pipeline's stage as done
-        names = (["embedding"] if model_name == "target" else []) + \
-            [f"probabilities/{model_name}", f"predictions/{model_name}"]
-        jobs += _array_jobs(ctx, "predictions", names, all_rows, forward_step,
-                            lambda part, a, m=model_name: (tasks.predictions_chunk,
-                                                           (inputs, m, blobs[m], _where(ctx, part), a)),
-                            lambda result, _i: result)
+        names = {"embedding": "embedding"} if model_name == "target" else {}
+        names.update({k: f"{k}/{model_name}" for k in ("probabilities", "predictions")})  # last: marks done
+        passes.append(_ArrayPass("predictions", model_name, tasks.predictions_chunk, model_name,
+                                 all_rows, forward, names))
     for model_name, domain in [("target", "target"), ("source", "target"), ("target", "source"),
                                ("source", "source")]:
         combo = f"{model_name}_on_{domain}"
-        names = [f"activations/{combo}/{layer}" for layer in ctx.layer_names]
-        jobs += _array_jobs(ctx, "activations", names, ctx.rows[domain], forward_step,
-                            lambda part, a, m=model_name: (tasks.activations_chunk,
-                                                           (inputs, m, blobs[m], _where(ctx, part), a)),
-                            lambda result, _i, combo=combo: {f"activations/{combo}/{layer}": array
-                                                             for layer, array in result.items()})
-    return jobs
+        passes.append(_ArrayPass("activations", combo, tasks.activations_chunk, model_name,
+                                 ctx.rows[domain], forward, {l: f"activations/{combo}/{l}" for l in layers}))
+    return [job for p in passes for job in _array_jobs(ctx, p, inputs, blobs)] + \
+        _weight_jobs(ctx, inputs, blobs)
 
 
 class _WeightMerge:

@@ -50,8 +50,11 @@ def _probe(address: str, timeout: "float | None") -> None:
         raise ClusterError(f"{address!r} is not a Dask scheduler address ({exc}); expected "
                            "tcp://HOST:PORT") from None
     except (OSError, asyncio.TimeoutError) as exc:
-        raise ClusterError(f"cannot reach the Dask scheduler at {address} within {seconds:g} s "
-                           f"({' '.join(str(exc).split())[:160]})") from None
+        words = " ".join(str(exc).split())
+        why = (f"no answer within {seconds:g} s" if not words or "timed out" in words.lower()
+               else words[:160])
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} ({why}); is it running "
+                           "there? (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT sets the wait)") from None
 
 
 def connect(address: str, *, timeout: "float | None" = None):
@@ -71,7 +74,8 @@ def connect(address: str, *, timeout: "float | None" = None):
     """
     distributed = require_distributed()
     _probe(address, timeout)
-    return distributed.Client(address, timeout=timeout, set_as_default=False)
+    kwargs = {} if timeout is None else {"timeout": timeout}  # None: Dask's configured default
+    return distributed.Client(address, set_as_default=False, **kwargs)
 
 
 def start_local_cluster(n_workers: int, *, dashboard_address: "str | None" = ":8787"):

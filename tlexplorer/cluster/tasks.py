@@ -199,8 +199,8 @@ def _timed(setup_s: float, compute):
 # Each mirrors one loop of tlexplorer.pipeline with the same calls and arguments; the tests compare
 # whole bundles made both ways byte for byte.
 def predictions_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, offset: int):
-    """``_stage_predictions`` on a chunk: ``{artefact name: array}`` (probabilities, predicted
-    labels and, for the target model, the embedding)."""
+    """``_stage_predictions`` on a chunk: ``{"probabilities", "predictions" and, for the target
+    model, "embedding": array}``."""
     from ..analysis.activations import capture
 
     model, data, device, setup_s = _prepare(inputs, role, blob)
@@ -209,8 +209,8 @@ def predictions_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, o
         want_embedding = role == "target"
         result = capture(model, _loader(data, where, inputs.options.batch_size, offset),
                          embedding=want_embedding, predictions=True, device=device)
-        out = {f"probabilities/{role}": result.predictions.probabilities.numpy().astype(np.float32),
-               f"predictions/{role}": result.predictions.labels.numpy().astype(np.int64)}
+        out = {"probabilities": result.predictions.probabilities.numpy().astype(np.float32),
+               "predictions": result.predictions.labels.numpy().astype(np.int64)}
         if want_embedding:
             out["embedding"] = result.embedding.numpy().astype(np.float32)
         return out
@@ -218,9 +218,9 @@ def predictions_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, o
     return _timed(setup_s, compute)
 
 
-def conductance_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame):
+def conductance_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, offset: int = 0):
     """``_stage_conductance`` on one of its chunks: ``({layer: (n, neurons) float32}, completeness
-    record)``."""
+    record)``. ``offset`` is 0: the pipeline loads each conductance chunk on its own."""
     from ..analysis.attribution import layer_conductance
 
     model, data, device, setup_s = _prepare(inputs, role, blob)
@@ -228,7 +228,7 @@ def conductance_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame):
 
     def compute():
         result, report = layer_conductance(
-            model, names, _loader(data, where, opts.batch_size), None, n_steps=opts.n_steps,
+            model, names, _loader(data, where, opts.batch_size, offset), None, n_steps=opts.n_steps,
             method=opts.method, internal_batch_size=opts.internal_batch_size, device=device,
             return_report=True, completeness_tol=None)
         arrays = {layer: result[layer].numpy().astype(np.float32) for layer in names}
