@@ -60,18 +60,34 @@ class _Job:
 
 @dataclass
 class ChunkStats:
-    """What the chunks cost, summed over tasks (seconds), per kind of pass."""
+    """What the chunks cost per kind of pass, summed over its tasks.
 
-    tasks: dict = field(default_factory=dict)
-    setup_s: dict = field(default_factory=dict)     # rebuilding models and data on a worker
-    compute_s: dict = field(default_factory=dict)   # the pass itself
-    wall_s: float = 0.0                             # first submit to last result stored
+    ``totals[kind]`` holds ``tasks``, ``setup_s`` (rebuilding models and data on a worker, 0 once
+    cached there), ``compute_s`` (the pass itself, on the worker), ``fetch_s`` (the driver receiving
+    the result: transfer and deserialisation), ``store_s`` (the driver writing it) and ``bytes`` (the
+    result's arrays).
+    """
+
     workers: int = 0
+    wall_s: float = 0.0   # first submit to last result stored
+    totals: dict = field(default_factory=dict)
 
-    def add(self, kind: str, stats: dict) -> None:
-        self.tasks[kind] = self.tasks.get(kind, 0) + 1
-        self.setup_s[kind] = self.setup_s.get(kind, 0.0) + stats["setup_s"]
-        self.compute_s[kind] = self.compute_s.get(kind, 0.0) + stats["compute_s"]
+    def add(self, kind: str, **values) -> None:
+        total = self.totals.setdefault(kind, {"tasks": 0, "setup_s": 0.0, "compute_s": 0.0,
+                                              "fetch_s": 0.0, "store_s": 0.0, "bytes": 0})
+        total["tasks"] += 1
+        for name, value in values.items():
+            total[name] += value
+
+
+def _nbytes(payload) -> int:
+    if isinstance(payload, np.ndarray):
+        return payload.nbytes
+    if isinstance(payload, dict):
+        return sum(_nbytes(v) for v in payload.values())
+    if isinstance(payload, (tuple, list)):
+        return sum(_nbytes(v) for v in payload)
+    return 0
 
 
 # ---------------------------------------------------------------------------------------- planning
@@ -283,13 +299,16 @@ def run_chunked_passes(ctx, client) -> ChunkStats:
     try:
         for future in as_completed(list(pending), loop=client.loop):
             job = pending.pop(future)
+            received = time.perf_counter()
             payload, task_stats = _result(future, job)
             future.release()  # the worker may drop the result now
+            stored = time.perf_counter()
             job.store(payload)
-            stats.add(job.kind, task_stats)
             job.group.chunks.discard(job.chunk)
             if not job.group.chunks:
                 job.group.finish()
+            stats.add(job.kind, **task_stats, fetch_s=stored - received,
+                      store_s=time.perf_counter() - stored, bytes=_nbytes(payload))
             bar.update()
     finally:
         bar.close()
