@@ -16,8 +16,9 @@ from tlexplorer.pipeline import AnalyzeOptions, analyze
 
 pytestmark = pytest.mark.slow  # a whole analysis each, on worker processes that import torch
 
-# several chunks per combination (chunk_size 16 < 40 rows per domain), batches across chunk ends
-TINY = AnalyzeOptions(per_class=4, n_steps=4, cv=2, chunk_size=16, batch_size=32, seed=0)
+# 4 conductance chunks per combination (40 rows per domain); the forward passes' chunks of 8 × 10 rows
+# end inside the pipeline's batches of 32
+TINY = AnalyzeOptions(per_class=4, n_steps=4, cv=2, chunk_size=10, batch_size=32, seed=0)
 
 # the plugin below is defined here, which the workers cannot import: send it by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

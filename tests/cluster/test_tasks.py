@@ -2,11 +2,11 @@
 import hashlib
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 
 from tlexplorer.cluster import tasks
+from tlexplorer.cluster.chunked import whole_batches
 from tlexplorer.errors import ModelError
 
 
@@ -41,26 +41,18 @@ def test_checkpoint_bytes_are_verified(tmp_path):
         tasks.checkpoint_bytes("/nowhere/target.pt", good)
 
 
-class FakeData:
-    """Ten instances of one split whose image is their position."""
-
-    class Split:
-        role, split = "target", "train"
-
-        def __getitem__(self, i):
-            return torch.full((3, 2, 2), float(i)), 0
-
-    def splits(self):
-        return [self.Split()]
-
-
-@pytest.mark.parametrize("offset, sizes", [
-    (0, [4, 4, 2]),   # a chunk starting on the batch grid
-    (6, [2, 4, 4]),   # a chunk starting mid-batch: its first batch ends where the pipeline's does
-    (8, [4, 4, 2]),
+@pytest.mark.parametrize("start, stop, n, expected", [
+    (0, 16, 40, (0, 32)),     # the pipeline's batches of 32: [0, 32), [32, 40)
+    (16, 32, 40, (0, 32)),    # a chunk inside one batch gets the whole batch
+    (32, 40, 40, (32, 40)),   # the last, short batch
+    (64, 128, 200, (64, 128)),  # a chunk on the batch grid stays as it is
 ])
-def test_batches_end_where_the_pipeline_s_do(offset, sizes):
-    where = pl.DataFrame({"role": ["target"] * 10, "split": ["train"] * 10, "position": np.arange(10)})
-    batches = list(tasks._loader(FakeData(), where, 4, offset))
-    assert [len(x) for x, _ in batches] == sizes
-    assert torch.cat([x[:, 0, 0, 0] for x, _ in batches]).tolist() == list(range(10))
+def test_forward_chunks_widen_to_the_pipeline_s_batches(start, stop, n, expected):
+    assert whole_batches(start, stop, n, 32) == expected
+
+
+def test_only_the_chunk_s_rows_come_back():
+    arrays = {"a": np.arange(20).reshape(10, 2)}
+    kept = tasks._kept(arrays, (3, 7))["a"]
+    assert kept.tolist() == arrays["a"][3:7].tolist() and kept.flags.c_contiguous
+    assert tasks._kept(arrays, None) is arrays

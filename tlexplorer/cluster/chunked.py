@@ -167,10 +167,20 @@ def _array_jobs(ctx, p: _ArrayPass, inputs, blobs) -> list:
                    functools.partial(p.concat, writer, len(spans)))
     if not group.chunks:
         group.finish()
-    return [_Job(p.kind, f"{p.kind}/{p.what}-{i:05d}", p.func,
-                 (inputs, p.model, blobs[p.model], _where(ctx, p.rows[a:b]), a if p.global_batches else 0),
-                 functools.partial(p.store, writer, i), group, i)
-            for i, a, b in spans if i in group.chunks]
+    jobs = []
+    for i, a, b in spans:
+        if i in group.chunks:
+            lo, hi = whole_batches(a, b, len(p.rows), ctx.options.batch_size) if p.global_batches else (a, b)
+            keep = (a - lo, b - lo) if p.global_batches else None
+            jobs.append(_Job(p.kind, f"{p.kind}/{p.what}-{i:05d}", p.func,
+                             (inputs, p.model, blobs[p.model], _where(ctx, p.rows[lo:hi]), keep),
+                             functools.partial(p.store, writer, i), group, i))
+    return jobs
+
+
+def whole_batches(start: int, stop: int, n: int, batch_size: int) -> tuple:
+    """Rows ``start:stop`` widened to whole batches of one loader over ``n`` rows."""
+    return start // batch_size * batch_size, min(n, -(-stop // batch_size) * batch_size)
 
 
 def _plan(ctx, inputs, blobs) -> list:

@@ -175,18 +175,19 @@ def _prepare(inputs: RunInputs, role: str, blob: "bytes | None"):
 
 
 # ----------------------------------------------------------------------------------- chunk inputs
-def _loader(data, where: pl.DataFrame, batch_size: int, offset: int = 0) -> DataLoader:
-    """Batches over the chunk's instances that end where the single-process pipeline's batches end:
-    at multiples of ``batch_size`` counted from ``offset``, the chunk's first position in the
-    pipeline's one loader over all its rows (0 where the pipeline loads per chunk)."""
+def _loader(data, where: pl.DataFrame, batch_size: int) -> DataLoader:
+    """Batches of ``batch_size`` over the instances ``where`` lists, in order."""
     from ..pipeline import _RowsDataset
 
-    dataset = _RowsDataset(data, where, np.arange(len(where)))
-    first = batch_size - offset % batch_size
-    ends = [*range(min(first, len(where)), len(where), batch_size), len(where)]
-    starts = [0, *ends[:-1]]
-    batches = [list(range(a, b)) for a, b in zip(starts, ends) if b > a]
-    return DataLoader(dataset, batch_sampler=batches)
+    return DataLoader(_RowsDataset(data, where, np.arange(len(where))), batch_size=batch_size,
+                      shuffle=False)
+
+
+def _kept(arrays: dict, keep: "tuple | None") -> dict:
+    """The rows ``keep = (start, stop)`` of every array (all rows for None)."""
+    if keep is None:
+        return arrays
+    return {name: np.ascontiguousarray(a[keep[0]:keep[1]]) for name, a in arrays.items()}
 
 
 def _timed(setup_s: float, compute):
@@ -196,9 +197,12 @@ def _timed(setup_s: float, compute):
 
 
 # ------------------------------------------------------------------------------------------ tasks
-# Each mirrors one loop of tlexplorer.pipeline with the same calls and arguments; the tests compare
-# whole bundles made both ways byte for byte.
-def predictions_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, offset: int):
+# Each mirrors one loop of tlexplorer.pipeline with the same calls, arguments and batches; the tests
+# compare whole bundles made both ways byte for byte. A row's numbers can depend on which rows share its
+# batch (matrix-product kernels block by batch size), so the forward passes, which the pipeline runs as
+# one loader over all rows, get ``where`` widened to whole batches of that loader and return the rows
+# ``keep = (start, stop)`` of it.
+def predictions_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, keep: "tuple | None"):
     """``_stage_predictions`` on a chunk: ``{"probabilities", "predictions" and, for the target
     model, "embedding": array}``."""
     from ..analysis.activations import capture
@@ -207,20 +211,20 @@ def predictions_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, o
 
     def compute():
         want_embedding = role == "target"
-        result = capture(model, _loader(data, where, inputs.options.batch_size, offset),
+        result = capture(model, _loader(data, where, inputs.options.batch_size),
                          embedding=want_embedding, predictions=True, device=device)
         out = {"probabilities": result.predictions.probabilities.numpy().astype(np.float32),
                "predictions": result.predictions.labels.numpy().astype(np.int64)}
         if want_embedding:
             out["embedding"] = result.embedding.numpy().astype(np.float32)
-        return out
+        return _kept(out, keep)
 
     return _timed(setup_s, compute)
 
 
-def conductance_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, offset: int = 0):
+def conductance_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, keep: None = None):
     """``_stage_conductance`` on one of its chunks: ``({layer: (n, neurons) float32}, completeness
-    record)``. ``offset`` is 0: the pipeline loads each conductance chunk on its own."""
+    record)``. ``keep`` is None: the pipeline loads each conductance chunk on its own."""
     from ..analysis.attribution import layer_conductance
 
     model, data, device, setup_s = _prepare(inputs, role, blob)
@@ -228,7 +232,7 @@ def conductance_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, o
 
     def compute():
         result, report = layer_conductance(
-            model, names, _loader(data, where, opts.batch_size, offset), None, n_steps=opts.n_steps,
+            model, names, _loader(data, where, opts.batch_size), None, n_steps=opts.n_steps,
             method=opts.method, internal_batch_size=opts.internal_batch_size, device=device,
             return_report=True, completeness_tol=None)
         arrays = {layer: result[layer].numpy().astype(np.float32) for layer in names}
@@ -240,7 +244,7 @@ def conductance_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, o
     return _timed(setup_s, compute)
 
 
-def activations_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, offset: int):
+def activations_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, keep: "tuple | None"):
     """The activations part of ``_stage_conductance``: ``{layer: (n, neurons) float32}``, max over
     space."""
     from ..analysis.activations import capture
@@ -248,9 +252,10 @@ def activations_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, o
     model, data, device, setup_s = _prepare(inputs, role, blob)
 
     def compute():
-        result = capture(model, _loader(data, where, inputs.options.batch_size, offset),
+        result = capture(model, _loader(data, where, inputs.options.batch_size),
                          layers=list(inputs.layer_names), reduce="max", device=device)
-        return {name: result.activations[name].numpy().astype(np.float32) for name in inputs.layer_names}
+        return _kept({name: result.activations[name].numpy().astype(np.float32)
+                      for name in inputs.layer_names}, keep)
 
     return _timed(setup_s, compute)
 
