@@ -73,3 +73,14 @@ def test_missing_extra_says_what_to_install(flag, tmp_path, capsys, monkeypatch)
     assert main(["analyze", str(tmp_path), *flag]) == 2
     line = one_line_error(capsys)
     assert INSTALL_HINT in line and "distributed" in line
+
+
+def test_local_workers_get_torch_threads_and_no_malloc_trimming(dask_client):
+    """Dask's nanny would export MALLOC_TRIM_THRESHOLD_, which makes torch's CPU passes 1.7x slower,
+    and set the thread counts in this (the driver's) environment too."""
+    import os
+
+    assert set(dask_client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
+    threads = str(max(1, os.cpu_count() // 2))
+    assert set(dask_client.run(os.getenv, "OMP_NUM_THREADS").values()) == {threads}
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ

@@ -78,9 +78,17 @@ def connect(address: str, *, timeout: "float | None" = None):
     return distributed.Client(address, set_as_default=False, **kwargs)
 
 
+#: Variables Dask's nanny exports before starting a worker, which a local cluster leaves out.
+#: ``MALLOC_TRIM_THRESHOLD_`` makes glibc hand freed memory back at once and turns off its adaptive
+#: mmap threshold: every large tensor of a pass is then mapped and page-faulted anew, and the
+#: conductance runs 1.7x slower (docs/performance.md). The thread counts go to the worker alone
+#: (``env``), since the nanny would also set them in this process's environment.
+_NOT_EXPORTED = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def start_local_cluster(n_workers: int, *, dashboard_address: "str | None" = ":8787"):
     """A ``(cluster, client)`` pair: ``n_workers`` worker processes of one task thread each on this
-    machine, each with its share of the cores for torch (Dask's nanny would give it one).
+    machine, each with its share of the cores for torch.
 
     Parameters
     ----------
@@ -89,13 +97,17 @@ def start_local_cluster(n_workers: int, *, dashboard_address: "str | None" = ":8
         Where the dashboard listens (``":0"``: any free port; None: no dashboard).
     """
     distributed = require_distributed()
+    import dask
+
     if n_workers < 1:
         raise ClusterError(f"--workers must be at least 1, got {n_workers}")
     threads = str(max(1, (os.cpu_count() or 1) // n_workers))
-    cluster = distributed.LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True,
-        dashboard_address=dashboard_address, silence_logs=logging.ERROR,
-        env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+    # the nanny reads this when it is created (and reuses it when it restarts a worker)
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{name}": None for name in _NOT_EXPORTED}):
+        cluster = distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True,
+            dashboard_address=dashboard_address, silence_logs=logging.ERROR,
+            env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads})
     return cluster, distributed.Client(cluster, set_as_default=False)
 
 
