@@ -1,5 +1,6 @@
 """The analysis on a Dask cluster: the single-process bundle byte for byte, after a worker is killed
 mid-task, and after the driver is killed (resume), with checkpoints read or sent."""
+import dataclasses
 import hashlib
 import json
 import os
@@ -105,3 +106,23 @@ def test_a_killed_driver_resumes_from_its_chunks_and_sent_checkpoints_match(
     finished = {label for label in stored if not label.startswith("weights/")}  # counts: in memory
     assert finished and redone and not redone & finished
     assert fingerprint(out) == reference
+
+
+def test_a_checkpoint_that_is_not_the_driver_s_stops_the_analysis_in_one_line(
+        tiny_run, dask_client, tmp_path, monkeypatch, capsys):
+    from tlexplorer.cli import main
+
+    real = chunked._inputs
+
+    def other_checkpoint(ctx):  # what a worker would see if target.pt changed under the analysis
+        inputs = real(ctx)
+        path, _sha = inputs.checkpoints["target"]
+        return dataclasses.replace(inputs, checkpoints={**inputs.checkpoints, "target": (path, "0" * 64)})
+
+    monkeypatch.setattr(chunked, "_inputs", other_checkpoint)
+    address = dask_client.scheduler.address
+    assert main(["analyze", str(tiny_run), "--out", str(tmp_path / "bundle"), "--per-class", "4",
+                 "--n-steps", "4", "--scheduler", address, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "target.pt: the checkpoint a worker got has SHA-256" in err[0], err
+    assert not (tmp_path / "bundle").exists()

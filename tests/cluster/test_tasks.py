@@ -56,3 +56,17 @@ def test_only_the_chunk_s_rows_come_back():
     kept = tasks._kept(arrays, (3, 7))["a"]
     assert kept.tolist() == arrays["a"][3:7].tolist() and kept.flags.c_contiguous
     assert tasks._kept(arrays, None) is arrays
+
+
+def test_user_errors_come_back_as_values_and_are_raised_on_the_driver():
+    from tlexplorer.errors import DataError, TLXError
+
+    @tasks._user_errors_returned
+    def task():
+        raise DataError("the data differ")
+
+    returned = task()
+    assert returned == tasks.TaskError("DataError", "the data differ")
+    raised = returned.exception()
+    assert type(raised) is DataError and str(raised) == "the data differ"
+    assert type(tasks.TaskError("NotAnError", "x").exception()) is TLXError

@@ -338,7 +338,10 @@ def _result(future, job: _Job):
     from ..errors import ClusterError
 
     try:
-        return future.result()
+        result = future.result()
     except KilledWorker as exc:
         raise ClusterError(f"chunk {job.label} stopped its Dask workers several times (out of memory or "
                            f"a crash); see the worker logs ({exc})") from exc
+    if isinstance(result, tasks.TaskError):
+        raise result.exception()
+    return result

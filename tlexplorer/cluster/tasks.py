@@ -11,6 +11,7 @@ inputs (``setup_s``, 0 once cached) and computing (``compute_s``), for the overh
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -26,7 +27,8 @@ import polars as pl
 import torch
 from torch.utils.data import DataLoader
 
-from ..errors import DataError, ModelError
+from .. import errors
+from ..errors import DataError, ModelError, TLXError
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,29 @@ class RunInputs:
     data_hashes: dict
     options: object
     layer_names: tuple
+
+
+@dataclass(frozen=True)
+class TaskError:
+    """A user-caused error (a :class:`~tlexplorer.errors.TLXError`) on a worker, returned instead of
+    raised: Dask would log a traceback per attempt and retry a task whose inputs will not change."""
+
+    kind: str       # the TLXError subclass's name
+    message: str
+
+    def exception(self) -> TLXError:
+        cls = getattr(errors, self.kind, TLXError)
+        return (cls if isinstance(cls, type) and issubclass(cls, TLXError) else TLXError)(self.message)
+
+
+def _user_errors_returned(task):
+    @functools.wraps(task)
+    def run(*args, **kwargs):
+        try:
+            return task(*args, **kwargs)
+        except TLXError as exc:
+            return TaskError(type(exc).__name__, str(exc))
+    return run
 
 
 # ------------------------------------------------------------------------------ per-process inputs
@@ -202,6 +227,7 @@ def _timed(setup_s: float, compute):
 # batch (matrix-product kernels block by batch size), so the forward passes, which the pipeline runs as
 # one loader over all rows, get ``where`` widened to whole batches of that loader and return the rows
 # ``keep = (start, stop)`` of it.
+@_user_errors_returned
 def predictions_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, keep: "tuple | None"):
     """``_stage_predictions`` on a chunk: ``{"probabilities", "predictions" and, for the target
     model, "embedding": array}``."""
@@ -222,6 +248,7 @@ def predictions_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, k
     return _timed(setup_s, compute)
 
 
+@_user_errors_returned
 def conductance_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, keep: None = None):
     """``_stage_conductance`` on one of its chunks: ``({layer: (n, neurons) float32}, completeness
     record)``. ``keep`` is None: the pipeline loads each conductance chunk on its own."""
@@ -244,6 +271,7 @@ def conductance_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, k
     return _timed(setup_s, compute)
 
 
+@_user_errors_returned
 def activations_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, keep: "tuple | None"):
     """The activations part of ``_stage_conductance``: ``{layer: (n, neurons) float32}``, max over
     space."""
@@ -260,6 +288,7 @@ def activations_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, k
     return _timed(setup_s, compute)
 
 
+@_user_errors_returned
 def weight_counts_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, labels: np.ndarray,
                         layer_from: str, layer_to: str, k: int, batch: int):
     """The counting loop of ``_stage_weights`` on a chunk of target instances.
