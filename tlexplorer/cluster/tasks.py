@@ -87,7 +87,7 @@ class _Inputs:
     and hashes; model spec, checkpoint SHA-256, device and thread). Bounded: a long-lived worker
     serving many analyses keeps the last few."""
 
-    def __init__(self, size: int = 4):
+    def __init__(self, size: int = 8):
         self.size = size
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
