@@ -70,3 +70,20 @@ def test_user_errors_come_back_as_values_and_are_raised_on_the_driver():
     raised = returned.exception()
     assert type(raised) is DataError and str(raised) == "the data differ"
     assert type(tasks.TaskError("NotAnError", "x").exception()) is TLXError
+
+
+def test_a_worker_allows_the_factories_the_driver_allowed(tmp_path, monkeypatch):
+    import sys
+
+    from tlexplorer.models import factories
+
+    (tmp_path / "labnets_dask_xyz.py").write_text("def make_net(num_classes=2):\n    return None\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])  # the worker's own sys.path
+    try:
+        tasks.allow_factories(["labnets_dask_xyz:make_net"])
+        assert factories.is_allowed("labnets_dask_xyz:make_net")
+        with pytest.raises(ModelError, match="cannot be imported"):
+            tasks.allow_factories(["no_such_module_xyz:make"])
+    finally:
+        factories.disallow_all()
+        sys.modules.pop("labnets_dask_xyz", None)

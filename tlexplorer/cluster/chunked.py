@@ -93,13 +93,16 @@ def _nbytes(payload) -> int:
 # ---------------------------------------------------------------------------------------- planning
 def _inputs(ctx) -> tasks.RunInputs:
     from ..models import file_sha256
+    from ..models.factories import is_allowed, is_factory_name
 
     recorded = ctx.run.config.get("checkpoints") or {}
     checkpoints = {role: (str(path), recorded.get(role) or file_sha256(path))
                    for role, path in (("source", ctx.run.source_path), ("target", ctx.run.target_path))}
+    name = ctx.run.model_spec["name"]
     return tasks.RunInputs(model_spec=ctx.run.model_spec, checkpoints=checkpoints,
                            data_spec=ctx.run.config["data"], data_hashes=ctx.data.hashes(),
-                           options=ctx.options, layer_names=tuple(ctx.layer_names))
+                           options=ctx.options, layer_names=tuple(ctx.layer_names),
+                           factories=(name,) if is_factory_name(name) and is_allowed(name) else ())
 
 
 def _workers_see(client, path: str) -> bool:

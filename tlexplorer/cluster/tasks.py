@@ -48,6 +48,10 @@ class RunInputs:
         The driver's ``data.hashes()``: a worker whose files differ fails instead of mixing data.
     options : AnalyzeOptions
     layer_names : tuple of str
+    factories : tuple of str
+        The model factory (``module:function``) the spec names, when the driver's operator allowed
+        it; a worker allows it too (a Dask client runs code on its workers anyway, so this widens
+        nothing), importing it from the worker's own ``sys.path``.
     """
 
     model_spec: dict
@@ -56,6 +60,7 @@ class RunInputs:
     data_hashes: dict
     options: object
     layer_names: tuple
+    factories: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -186,8 +191,20 @@ def _worker_device(inputs: RunInputs) -> torch.device:
     return pick_device(inputs.options.device, name, torch.cuda.device_count())
 
 
+def allow_factories(names) -> None:
+    """Allow the driver's model factories in this worker process (once each), importing them from
+    its ``sys.path`` and the folders of its ``TLX_PYTHONPATH``."""
+    from ..models.factories import ENV_PYTHONPATH, allow_factory, is_allowed
+
+    for name in names:
+        if not is_allowed(name):
+            folders = [p for p in os.environ.get(ENV_PYTHONPATH, "").split(os.pathsep) if p]
+            allow_factory(name, pythonpath=folders)
+
+
 def _prepare(inputs: RunInputs, role: str, blob: "bytes | None"):
     """``(model, data, device, setup seconds)`` for this task, loading what is not cached yet."""
+    allow_factories(inputs.factories)
     device = _worker_device(inputs)
     data, data_s = _INPUTS.get(("data", _identity(inputs.data_spec), _identity(inputs.data_hashes)),
                                lambda: _load_data(inputs))
