@@ -27,7 +27,7 @@ def analyze_spy(monkeypatch, tmp_path):
 
 def test_scheduler_flag_uses_the_existing_cluster(dask_client, analyze_spy, tmp_path):
     address = dask_client.scheduler.address
-    assert main(["analyze", str(tmp_path), "--scheduler", address, "--quiet"]) == 0
+    assert main(["analyze", str(tmp_path), "--scheduler", address]) == 0
     assert analyze_spy["scheduler"] == address
     assert analyze_spy["workers"] == sorted(dask_client.scheduler_info(n_workers=-1)["workers"])
 
@@ -37,12 +37,12 @@ def test_workers_flag_starts_a_local_cluster_of_that_size(analyze_spy, tmp_path,
 
     real = client_module.start_local_cluster  # any free port for the dashboard: 8787 may be taken
     monkeypatch.setattr(client_module, "start_local_cluster", lambda n, **kw: real(n, dashboard_address=":0"))
-    assert main(["analyze", str(tmp_path), "--workers", "1", "--quiet"]) == 0
+    assert main(["analyze", str(tmp_path), "--workers", "1"]) == 0
     assert len(analyze_spy["workers"]) == 1
 
 
 def test_without_either_flag_nothing_changes(analyze_spy, tmp_path):
-    assert main(["analyze", str(tmp_path), "--quiet"]) == 0
+    assert main(["analyze", str(tmp_path)]) == 0
     assert analyze_spy["workers"] is None
 
 
