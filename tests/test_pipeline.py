@@ -12,21 +12,8 @@ from tlexplorer import pipeline
 from tlexplorer.bundle import open_bundle
 from tlexplorer.errors import RunError
 from tlexplorer.pipeline import AnalyzeOptions, analyze
-from tlexplorer.scenarios import load_scenario
-from tlexplorer.training import TrainOptions, train_transfer
 
 TINY = AnalyzeOptions(per_class=4, n_steps=4, cv=2, chunk_size=16, batch_size=32, seed=0)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run")
-    data = load_scenario("digits", per_class=8, data_dir=root / "data", progress=False)
-    small = {"channels": (8, 8, 12, 12, 8), "hidden": (24, 16)}
-    train_transfer(data, {"name": "digits-alexnet", "kwargs": small},
-                   TrainOptions(epochs_source=1, epochs_target=1, eval_max_per_class=5),
-                   root / "run", progress=False)
-    return root / "run"
 
 
 @pytest.fixture(scope="module")

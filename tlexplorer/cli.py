@@ -102,6 +102,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_analyze(args) -> int:
+    from .cluster import cluster_client
     from .pipeline import AnalyzeOptions, analyze
 
     _allow_factories(args)
@@ -110,7 +111,9 @@ def cmd_analyze(args) -> int:
         layers=args.layers.split(",") if args.layers else None, n_steps=args.n_steps,
         per_class=args.per_class, device=args.device, batch_size=args.batch_size,
         feature_vis=args.feature_vis, include_source_on_source=args.source_on_source)
-    out = analyze(args.run_dir, args.out, options=options, progress=not args.quiet, resume=not args.restart)
+    with cluster_client(args.workers, args.scheduler) as client:  # None without either flag
+        out = analyze(args.run_dir, args.out, options=options, progress=not args.quiet,
+                      resume=not args.restart, client=client)
     if args.quiet:  # without progress, analyze prints no summary; the warnings still matter
         from .bundle import open_bundle
 
@@ -229,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute everything: ignore an interrupted run's work and a finished bundle")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _factory_arguments(p)
+    cluster = p.add_mutually_exclusive_group()  # docs/distributed.md; needs tlexplorer[distributed]
+    cluster.add_argument("--workers", type=_positive_int, default=None,
+                         help="compute the model passes on a local Dask cluster of N worker processes")
+    cluster.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                         help="compute the model passes on an existing Dask cluster (tcp://HOST:PORT)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("serve", help="serve the dashboard for one or more analysis bundles")

@@ -17,6 +17,11 @@ class ModelError(TLXError):
     """An unknown model name or a checkpoint that does not fit the architecture."""
 
 
+class ClusterError(TLXError):
+    """A Dask scheduler that cannot be reached, a missing ``distributed`` extra, a chunk that kept
+    killing its workers."""
+
+
 class LayerError(TLXError):
     """A layer name that is not in the model, or that the forward pass never reaches."""
 

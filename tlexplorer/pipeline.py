@@ -79,6 +79,8 @@ class _Context:
     warnings: list = field(default_factory=list)
     completeness: dict = field(default_factory=dict)  # {combo: {layer: pooled relative gap}}
     stage_seconds: dict = field(default_factory=dict)  # {stage: wall seconds}: the closing table
+    # {(model, layer_from): {(model, class, layer_from): top weights}} counted on a Dask cluster
+    weight_tops: dict = field(default_factory=dict)
 
     @property
     def layer_names(self) -> list:
@@ -358,6 +360,12 @@ def _layer_pairs(ctx: _Context) -> list:
     return list(zip(ctx.layer_names[:-1], ctx.layer_names[1:]))
 
 
+def _contribution_batch(options: AnalyzeOptions, n1: int, n2: int) -> int:
+    """Instances per batch of weight contributions: (batch, n1, n2) floats near 256 MB (AlexNet
+    fc6 → fc7 is 16M per instance)."""
+    return max(1, min(options.batch_size, 2 ** 26 // (n1 * n2)))
+
+
 @_timed("important weights")
 def _stage_weights(ctx: _Context) -> None:
     """Weight extraction (§5.3.1 B1–B3) per class and consecutive pair, both models, plus the
@@ -392,9 +400,12 @@ def _stage_weights(ctx: _Context) -> None:
             ctx.writer.write_array(f"weights/{model_name}/{layer_from}__{layer_to}", matrix.astype(np.float32))
             n1, n2 = matrix.shape
             k = ctx.options.k_weights or default_k(n1, n2)
+            if (model_name, layer_from) in ctx.weight_tops:  # counted on a Dask cluster
+                top.update(ctx.weight_tops[(model_name, layer_from)])
+                bar.update(len(rows))
+                continue
             counters = {c: WeightCounter(n1, n2) for c in classes}
-            # (batch, n1, n2) floats per batch: keep each batch near 256 MB (AlexNet fc6 → fc7 is 16M/img)
-            batch = max(1, min(ctx.options.batch_size, 2 ** 26 // (n1 * n2)))
+            batch = _contribution_batch(ctx.options, n1, n2)
             loader = DataLoader(ctx.dataset(rows), batch_size=batch, shuffle=False)
             start = 0
             bar.set_postfix_str(f"{model_name} {layer_from} -> {layer_to}")
@@ -626,7 +637,7 @@ def _finished_bundle(out: Path, fingerprint: str):
 
 # -------------------------------------------------------------------------------------------- driver
 def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progress: bool = True,
-            resume: bool = True) -> Path:
+            resume: bool = True, client=None) -> Path:
     """Compute the analysis bundle of a training run.
 
     Parameters
@@ -642,6 +653,9 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         Reuse the completed work of an interrupted analysis with the same options, and a finished
         bundle at ``out`` computed with the same options and inputs: then only the feature
         visualizations it lacks are added (``options.feature_vis``).
+    client : distributed.Client, optional
+        Run the chunked model passes as tasks on this Dask cluster (docs/distributed.md); the
+        bundle is the same, byte for byte. None: everything in this process.
 
     Returns
     -------
@@ -684,6 +698,11 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     torch.manual_seed(options.seed)
     _stage_instances(ctx)
     _select_rows(ctx)
+    if client is not None:  # the stages below then find their model passes' arrays done
+        from .cluster.chunked import run_chunked_passes
+
+        with _stage(seconds, "model passes on the Dask cluster"):
+            run_chunked_passes(ctx, client)
     _stage_predictions(ctx)
     _stage_projection(ctx)
     scores = _stage_tables(ctx)

@@ -153,3 +153,18 @@ def test_update_with_k_like_the_pipeline():
     assert rows(counter.top(5)) == rows(important_weights(c, 5))
     with pytest.raises(ValueError, match="already counted"):
         counter.update(c, 2)
+
+
+def test_counts_added_from_elsewhere_equal_counting_everything():
+    """How a Dask driver merges its workers' sparse per-chunk counts (tlexplorer.cluster)."""
+    rng = np.random.default_rng(3)
+    c = rng.normal(size=(30, 5, 7))
+    whole = WeightCounter(5, 7, 6).update(c)
+    merged = WeightCounter(5, 7, 6)
+    for part in (c[:11], c[11:12], c[12:]):
+        flat = WeightCounter(5, 7, 6).update(part).counts.ravel()
+        idx = np.flatnonzero(flat)
+        merged.add_counts(idx, flat[idx], len(part))
+    assert merged.n_instances == whole.n_instances == 30
+    np.testing.assert_array_equal(merged.counts, whole.counts)
+    assert merged.top().equals(whole.top())

@@ -247,6 +247,27 @@ class WeightCounter:
         self.n_instances += shape[0]
         return self
 
+    def add_counts(self, flat_indices, counts, n_instances: int) -> "WeightCounter":
+        """Add counts made elsewhere with the same ``k`` (e.g. by another process on other instances).
+
+        Parameters
+        ----------
+        flat_indices : array_like of int, shape (m,)
+            Weights ``n1 * n2_size + n2`` (row-major over ``(n1, n2)``), without repeats.
+        counts : array_like of int, shape (m,)
+            How many of those instances had each weight among their top ``k``.
+        n_instances : int
+            The instances counted.
+
+        Returns
+        -------
+        self
+        """
+        idx = np.asarray(flat_indices, dtype=np.int64)
+        self._counts[idx] += np.asarray(counts, dtype=np.int64)
+        self.n_instances += int(n_instances)
+        return self
+
     def _flush(self) -> None:
         if self._device_counts is not None:
             self._counts += self._device_counts.cpu().numpy()
