@@ -275,3 +275,39 @@ def test_top_activating(agg, bundle):
     pos = agg.class_rows("0")
     want = np.asarray(bundle.array("rows_target"))[pos[np.argsort(-act[pos, 2], kind="stable")[:3]]]
     assert rows.tolist() == want.tolist()
+
+
+def test_active_projection_equals_transform_over_the_active_neurons(tmp_path):
+    """§5.4.2: the discriminability plot over the top five / checked neurons is exactly
+    DomainDiscriminability.transform(x, neurons=...), from what analyze stores."""
+    from tlexplorer.aggregates import BundleAggregates
+    from tlexplorer.analysis.discriminability import domain_discriminability
+    from tlexplorer.bundle import BundleWriter, open_bundle
+
+    rng = np.random.default_rng(3)
+    src, tgt = rng.normal(size=(30, 6)), rng.normal(loc=0.4, size=(25, 6))
+    fitted = domain_discriminability(src, tgt, cv=3, random_state=0)
+    columns = [("conv1", 0), ("conv1", 2), ("conv2", 1), ("conv2", 4), ("fc", 3), ("fc", 5)]
+    w = BundleWriter(tmp_path / "b", durable=False)
+    w.write_table("discriminability", pl.DataFrame({
+        "scope": "__all__", "layer": [l for l, _ in columns],
+        "neuron": np.array([n for _, n in columns], np.int64), "coef": fitted.coef_,
+        "rank": np.arange(1, 7, dtype=np.int64)}))
+    base = "discriminability/__all__"
+    w.write_array(f"{base}/projection", np.asarray(fitted.projection_, np.float32))
+    w.write_array(f"{base}/standardized",
+                  np.asarray(fitted.scaler_.transform(np.vstack([src, tgt])), np.float32))
+    w.write_array(f"{base}/components", fitted.components_)
+    w.write_array(f"{base}/origin", fitted.origin_)
+    bundle = open_bundle(w.finalize({"classes": ["a", "b"], "layers": [
+        {"name": "conv1", "kind": "conv", "neurons": 3}, {"name": "conv2", "kind": "conv",
+                                                          "neurons": 5},
+        {"name": "fc", "kind": "linear", "neurons": 6}]}))
+    agg = BundleAggregates(bundle)
+    x = np.vstack([src, tgt])
+    for active in ([("conv2", 4), ("conv1", 0)], columns, [("fc", 5)]):
+        idx = [columns.index(a) for a in active]
+        np.testing.assert_allclose(agg.active_projection("__all__", active),
+                                   fitted.transform(x, neurons=idx), atol=2e-5)
+    np.testing.assert_allclose(agg.active_projection("__all__", columns), fitted.projection_,
+                               atol=2e-5)

@@ -49,6 +49,15 @@ def test_bundle_has_every_view_s_data(tiny_bundle):
     assert len(confusion) == 10
 
 
+def test_discriminability_stores_what_the_active_projection_needs(tiny_bundle):
+    b = open_bundle(tiny_bundle)
+    base = "discriminability/__all__"
+    z = np.asarray(b.array(f"{base}/standardized"), np.float64)
+    comp, origin = b.array(f"{base}/components"), b.array(f"{base}/origin")
+    assert z.shape[1] == comp.shape[0] == b.array(f"{base}/axes").shape[0]
+    np.testing.assert_allclose(z @ comp + origin, b.array(f"{base}/projection"), atol=1e-4)
+
+
 def test_neurons_table_matches_rank_aggregation(tiny_bundle):
     from scipy.stats import rankdata
 

@@ -940,6 +940,27 @@ class BundleAggregates:
             else float(cv),
         }
 
+    def active_projection(self, scope: str, neurons: Sequence[tuple[str, int]]
+                          ) -> "np.ndarray | None":
+        """The discriminability plot's points projected over ``neurons`` only (paper §5.4.2: the
+        top five or the checked ones), as ``DomainDiscriminability.transform(x, neurons=...)``:
+        ``z[:, active] @ components[active] + origin``. Shape (M_s + M_t, 2), source rows first;
+        None when the bundle predates the arrays this needs (the view then draws all neurons')."""
+        from tlexplorer.bundle.schema import safe_component
+
+        base = f"discriminability/{safe_component(scope)}"
+        names = [f"{base}/standardized", f"{base}/components", f"{base}/origin"]
+        if not all(self._has(n) for n in names):
+            return None
+        z, comp, origin = (self._array(n) for n in names)
+        table = self.discriminability_table(scope)
+        index = {(l, int(n)): int(r) for l, n, r in zip(
+            table["layer"].to_list(), table["neuron"].to_list(), table["axis_row"].to_list())}
+        rows = sorted({index[(str(l), int(n))] for l, n in neurons if (str(l), int(n)) in index})
+        z = np.asarray(z, dtype=np.float64)
+        comp = np.asarray(comp, dtype=np.float64)
+        return z[:, rows] @ comp[rows] + np.asarray(origin, dtype=np.float64)
+
     # ------------------------------------------------------------------ instances for details
     def top_activating(self, model: str, layer: str, neuron: int, k: int = 5,
                        domain: str = "target", cls: str = ALL) -> np.ndarray:

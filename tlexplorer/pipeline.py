@@ -492,6 +492,12 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
                         "n_source": len(pos_s), "n_target": len(pos_t), "n_features": len(columns)})
         ctx.writer.write_array(f"discriminability/{safe_component(scope)}/projection", np.asarray(fitted.projection_, np.float32))
         ctx.writer.write_array(f"discriminability/{safe_component(scope)}/axes", np.asarray(fitted.axes_, np.float32))
+        # what the app needs to project over a subset of neurons (§5.4.2: the top five or the
+        # checked ones) exactly as fitted.transform(x, neurons=...): z, components and origin
+        z = fitted.scaler_.transform(np.vstack([src, tgt]))
+        ctx.writer.write_array(f"discriminability/{safe_component(scope)}/standardized", np.asarray(z, np.float32))
+        ctx.writer.write_array(f"discriminability/{safe_component(scope)}/components", np.asarray(fitted.components_, np.float64))
+        ctx.writer.write_array(f"discriminability/{safe_component(scope)}/origin", np.asarray(fitted.origin_, np.float64))
     ctx.writer.write_table("discriminability_summary", pl.DataFrame(summary))
     ctx.writer.write_table("discriminability", pl.concat(rows))
 

@@ -283,9 +283,18 @@ def build_synthetic_content(*, classes: Iterable[str] = ("0", "1", "2"), per_cla
             mt = int((labels[rows_by_domain["target"]] == lab).sum())
         proj = np.concatenate([rng.normal(loc=(-1.0, 0.0), size=(ms, 2)),
                                rng.normal(loc=(1.0, 0.0), size=(mt, 2))]).astype(np.float32)
+        # standardised inputs and components from which the projection follows, as analyze
+        # writes them (the plot over the active neurons only is z[:, a] @ comp[a] + origin)
+        z = rng.normal(size=(ms + mt, len(coefs))).astype(np.float32)
+        z[ms:, 0] += 1.5  # one neuron tells the domains apart
+        comp = rng.normal(scale=0.5, size=(len(coefs), 2))
+        origin = np.array([0.1, 0.0])
+        proj = (z.astype(np.float64) @ comp + origin).astype(np.float32)
         arrays[f"discriminability/{_component(scope)}/projection"] = proj
-        arrays[f"discriminability/{_component(scope)}/axes"] = rng.normal(
-            scale=0.5, size=(len(coefs), 2)).astype(np.float32)
+        arrays[f"discriminability/{_component(scope)}/axes"] = comp.astype(np.float32)
+        arrays[f"discriminability/{_component(scope)}/standardized"] = z
+        arrays[f"discriminability/{_component(scope)}/components"] = comp
+        arrays[f"discriminability/{_component(scope)}/origin"] = origin
         summaries.append({"scope": scope, "cv_accuracy": float(rng.uniform(0.6, 0.95)),
                           "C": 1.0, "n_source": ms, "n_target": mt, "n_features": len(coefs)})
     discriminability = pl.DataFrame(d_rows).with_columns(

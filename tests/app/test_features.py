@@ -149,3 +149,20 @@ def test_short_layer_names_stay_unambiguous():
     names = short_layer_names(["layer1.0.conv1", "layer2.0.conv1", "layer2.0.downsample.0", "fc"])
     assert names == {"layer1.0.conv1": "layer1.0.conv1", "layer2.0.conv1": "layer2.0.conv1",
                      "layer2.0.downsample.0": "downsample.0", "fc": "fc"}
+
+
+def test_the_scatter_is_projected_over_the_active_neurons(session):
+    """§5.4.2: the points move with the top five / checked neurons (z[:, a] @ comp[a] + origin)."""
+    session.feature_scope = "__all__"
+    view = FeatureView(session=session)
+    agg = view._agg
+    top = np.asarray(view.points)
+    np.testing.assert_allclose(top, agg.active_projection("__all__", view.axes), atol=1e-6)
+    last = view.ranking.iloc[-1]
+    session.checked_neurons = [(last["layer"], int(last["neuron"]))]
+    assert len(view.axes) == 6
+    moved = np.asarray(view.points)
+    np.testing.assert_allclose(moved, agg.active_projection("__all__", view.axes), atol=1e-6)
+    assert not np.allclose(moved, top)
+    full = agg.discriminability_projection("__all__", [])
+    assert not np.allclose(top[:, 0], full["x"])  # not the all-neuron projection

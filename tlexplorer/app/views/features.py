@@ -145,6 +145,9 @@ class FeatureView(pn.viewable.Viewer):
     axes = param.List(default=[], constant=True,
                       doc="(layer, neuron) of the biplot axes drawn now")
     plot_height = param.Integer(default=420, doc="Height of the discriminability plot (px)")
+    points = param.Array(default=None, constant=True,
+                         doc="The plot's points now: (M_s + M_t, 2), source rows first, "
+                             "projected over the active neurons (``axes``)")
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -176,6 +179,7 @@ class FeatureView(pn.viewable.Viewer):
                                        linked_axes=False, css_classes=["tlx-discriminability-plot"])
         self._plot_points = None
         self._xlim: "tuple[float, float] | None" = None
+        self._points_key: "tuple | None" = None
         self.session.param.watch(self._on_scope, ["feature_scope"])
         self.session.param.watch(self._on_order, ["feature_order"])
         self.session.param.watch(self._on_checked, ["checked_neurons"])
@@ -437,12 +441,21 @@ class FeatureView(pn.viewable.Viewer):
         import holoviews as hv
 
         proj = self._agg.discriminability_projection(self.scope, [])
-        if rebuild or self._plot_points is None:
-            self._plot_points = self._points_element(proj)
         self._mark_axes()
+        # §5.4.2: the points are projected over the active neurons (top five or checked) only
+        active = self._agg.active_projection(self.scope, self.axes)
+        if active is not None:
+            proj = dict(proj, x=active[:, 0], y=active[:, 1])
+        key = (self.scope, tuple(self.axes) if active is not None else None)
+        if rebuild or self._plot_points is None or key != self._points_key:
+            self._plot_points = self._points_element(proj)
+            self._points_key = key
+        with param.edit_constant(self):
+            self.points = np.column_stack([proj["x"], proj["y"]])
         boundary = hv.VLine(0).opts(color="#555555", line_dash="dashed", line_width=1)
         cv = proj.get("cv_accuracy")
-        title = ("Domain discriminability" + (f" (CV accuracy {cv:.3f})" if cv is not None else ""))
+        title = ("Domain discriminability" + (f" · CV {cv:.3f}" if cv is not None else "")
+                 + (f" · {len(self.axes)} neurons" if active is not None else ""))
         overlay = (self._plot_points * boundary * self._axes_element(proj, self.axes)).opts(
             title=title, xlabel="classifier direction u (decision boundary at 0)",
             ylabel="first principal component g", show_legend=True, legend_position="top",
