@@ -58,6 +58,14 @@ def test_discriminability_stores_what_the_active_projection_needs(tiny_bundle):
     np.testing.assert_allclose(z @ comp + origin, b.array(f"{base}/projection"), atol=1e-4)
 
 
+def test_manifest_names_layer_pairs_and_completeness_exemptions(tiny_bundle):
+    m = open_bundle(tiny_bundle).manifest
+    names = [l["name"] for l in m["layers"]]
+    assert [(p["from"], p["to"]) for p in m["layer_pairs"]] == list(zip(names[:-1], names[1:]))
+    assert all(p["direct"] and p["reason"] == "" for p in m["layer_pairs"])  # a plain CNN
+    assert m["completeness_exempt"] == {}
+
+
 def test_neurons_table_matches_rank_aggregation(tiny_bundle):
     from scipy.stats import rankdata
 

@@ -81,6 +81,7 @@ class _Context:
     stage_seconds: dict = field(default_factory=dict)  # {stage: wall seconds}: the closing table
     # {(model, layer_from): {(model, class, layer_from): top weights}} counted on a Dask cluster
     weight_tops: dict = field(default_factory=dict)
+    pair_relations: "list | None" = None  # [models.dataflow.PairRelation], from the data flow
 
     @property
     def layer_names(self) -> list:
@@ -315,6 +316,18 @@ def _record_completeness(ctx: _Context, tolerance: float = 0.05) -> None:
                                 f"(now {ctx.options.n_steps})")
 
 
+def _completeness_exempt(ctx: _Context) -> dict:
+    """{layer: why} for the layers whose conductance need not add up to F(x) − F(baseline)."""
+    reports = [ctx.writer.read_json(n) for n in _json_names(ctx.writer)
+               if n.startswith("completeness/")][:1]
+    if not reports:
+        return {}
+    return {layer: ("a residual (skip) connection bypasses it: not every path from the input to "
+                    "the output crosses this layer, so its conductance sums to only part of "
+                    "F(x) − F(baseline); its completeness gap is not a warning")
+            for layer, cut in reports[0]["cut"].items() if not cut}
+
+
 def _json_names(writer) -> list:
     """Names of the JSON artefacts written so far (``completed()`` lists relative paths)."""
     return [path[len("json/"):-len(".json")] for path in writer.completed()
@@ -356,8 +369,22 @@ def _important(neurons: pl.DataFrame, model: str, scope: str, layer: str) -> np.
     return part["neuron"].to_numpy()
 
 
+def _pair_relations(ctx: _Context) -> list:
+    """Each consecutive pair of analysed layers, direct or why not (from the model's data flow;
+    every pair counts as direct for a model torch.fx cannot trace, and the weights stage then
+    finds out by trying)."""
+    if ctx.pair_relations is None:
+        from .models.dataflow import PairRelation, pair_relations
+
+        ctx.pair_relations = pair_relations(ctx.models["source"], ctx.layer_names) or [
+            PairRelation(a, b, True, "") for a, b in zip(ctx.layer_names[:-1], ctx.layer_names[1:])]
+    return ctx.pair_relations
+
+
 def _layer_pairs(ctx: _Context) -> list:
-    return list(zip(ctx.layer_names[:-1], ctx.layer_names[1:]))
+    """The consecutive pairs joined by per-neuron weights: never two parallel branches, never a
+    layer whose input is a residual sum."""
+    return [(r.frm, r.to) for r in _pair_relations(ctx) if r.direct]
 
 
 def _contribution_batch(options: AnalyzeOptions, n1: int, n2: int) -> int:
@@ -741,6 +768,8 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
                   "std": list(data.target_train.std)},
         "scores": scores,
         "completeness": ctx.completeness,
+        "completeness_exempt": _completeness_exempt(ctx),
+        "layer_pairs": [r.as_dict() for r in _pair_relations(ctx)],
         "warnings": ctx.warnings,
     }
     path = writer.finalize(manifest)
