@@ -18,6 +18,9 @@ MISPREDICTED_COLOR = "#3a3a3a"
 #: Every table: headers wrap, and a cell cut short by its column (an ellipsis) shows its whole
 #: text on hover.
 TABLE_CONFIGURATION = {"columnDefaults": {"headerWordWrap": True, "tooltip": True}}
+#: Cells whose content Panel wraps in a block (styled tables) end in an ellipsis too.
+TABLE_STYLESHEETS = [".tabulator-cell > div { overflow: hidden; text-overflow: ellipsis; "
+                     "white-space: nowrap; }"]
 POSITIVE_COLOR = "#2ca02c"
 NEGATIVE_COLOR = "#d62728"
 
@@ -47,5 +50,6 @@ def class_colors(classes: Iterable[str]) -> dict[str, str]:
     return {c: palette[i] for i, c in enumerate(classes)}
 
 
-__all__ = ["CLASS_PALETTE", "TABLE_CONFIGURATION", "DOMAIN_COLORS", "DOMAIN_MARKERS", "MISPREDICTED_COLOR",
+__all__ = ["CLASS_PALETTE", "DOMAIN_COLORS", "DOMAIN_MARKERS", "MISPREDICTED_COLOR",
+           "TABLE_CONFIGURATION", "TABLE_STYLESHEETS",
            "NEGATIVE_COLOR", "POSITIVE_COLOR", "SOURCE_COLOR", "TARGET_COLOR", "class_colors"]

@@ -25,7 +25,7 @@ import param
 
 from tlexplorer.aggregates import ALL, aggregates_for, short_layer_names
 from tlexplorer.app.state import Session
-from tlexplorer.app.views import SOURCE_COLOR, TABLE_CONFIGURATION, TARGET_COLOR
+from tlexplorer.app.views import SOURCE_COLOR, TABLE_CONFIGURATION, TABLE_STYLESHEETS, TARGET_COLOR
 from tlexplorer.app.views.neuron_detail import (_call_in_session, _session_doc, feature_vis_service,
                                                 img_html, placeholder_html, unavailable_html)
 
@@ -165,7 +165,7 @@ class FeatureView(pn.viewable.Viewer):
             pd.DataFrame(), selectable="checkbox", disabled=True, show_index=False,
             sortable=False, layout="fit_columns", height=360, sizing_mode="stretch_width",
             widths={"feature": 50, "histogram": 122, "coef": 64, "axis": 44},
-            configuration=TABLE_CONFIGURATION,
+            configuration=TABLE_CONFIGURATION, stylesheets=TABLE_STYLESHEETS,
             formatters={"feature": {"type": "html"}, "histogram": {"type": "html"}},
             text_align={"coef": "right", "axis": "center"},
             titles={"label": "neuron", "feature": "feature", "histogram":

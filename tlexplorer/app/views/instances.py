@@ -38,7 +38,7 @@ from tlexplorer.app.loading import bundle_identity, derived
 from tlexplorer.app.state import Session
 from tlexplorer.app.text import escaped_options
 from tlexplorer.app.views import (DOMAIN_COLORS, DOMAIN_MARKERS, MISPREDICTED_COLOR, SOURCE_COLOR,
-                                  TABLE_CONFIGURATION,
+                                  TABLE_CONFIGURATION, TABLE_STYLESHEETS,
                                   TARGET_COLOR, class_colors)
 
 DEFAULT_RASTER_THRESHOLD = 5000
@@ -782,7 +782,7 @@ class InstanceView(pn.viewable.Viewer):
             frame, show_index=False, disabled=True, selectable=False, titles=DETAIL_TITLES,
             layout="fit_columns", sizing_mode="stretch_width",
             height=min(75 + 30 * max(len(frame), 1), 200),
-            configuration=TABLE_CONFIGURATION,
+            configuration=TABLE_CONFIGURATION, stylesheets=TABLE_STYLESHEETS,
             groups=DETAIL_GROUPS, header_tooltips=DETAIL_TOOLTIPS,
             formatters={c: {"type": "money", "precision": 2, "symbol": ""}
                         for c in frame.columns if "acc" in c},

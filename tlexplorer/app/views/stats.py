@@ -17,7 +17,7 @@ import polars as pl
 from tlexplorer.app.export import PLOT_TOOLS, csv_download, flatten_for_csv
 from tlexplorer.app.state import Session
 from tlexplorer.app.views import (NEGATIVE_COLOR, POSITIVE_COLOR, SOURCE_COLOR, TABLE_CONFIGURATION,
-                                  TARGET_COLOR)
+                                  TABLE_STYLESHEETS, TARGET_COLOR)
 
 #: Line colour by dataset; the two validation series (own domain) share one colour.
 DATASET_COLORS = {"source_train": SOURCE_COLOR, "target_train": TARGET_COLOR, "val": "#2ca02c"}
@@ -225,7 +225,7 @@ class StatsView(pn.viewable.Viewer):
                         "difference": "right"},
             widths={"class": 70, "source_accuracy": 72, "target_accuracy": 72,
                     "difference": 80},
-            configuration=TABLE_CONFIGURATION,
+            configuration=TABLE_CONFIGURATION, stylesheets=TABLE_STYLESHEETS,
             sorters=[{"field": field, "dir": direction}],
             header_tooltips={
                 "difference": "target acc − source acc on the target validation set",

@@ -1,0 +1,74 @@
+"""Browser tier: at 1440×900, 1920×1080 and 2560×1440 no text of the views is cut off by its
+box, unless it ends in an ellipsis that shows the whole text on hover (a title or a table cell's
+tooltip). Screenshots of each size go to test-artifacts/ (look at them)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SIZES = [(1440, 900), (1920, 1080), (2560, 1440)]
+READY = [".tlx-accuracy-chart canvas", ".tlx-network-plot canvas",
+         ".tlx-discriminability-plot canvas", ".tlx-instance-scatter canvas"]
+
+#: Every text node of an element (shadow roots included) that a clipping ancestor cuts short
+#: without an ellipsis, or that ends in an ellipsis with no way to read the rest.
+CLIPPED_TEXT = """(root) => {
+  const out = [];
+  const parentOf = el => el.parentElement || (el.getRootNode() && el.getRootNode().host) || null;
+  const clipper = (el, r) => {
+    for (let a = parentOf(el); a; a = parentOf(a)) {
+      const cs = getComputedStyle(a);
+      if (cs.overflowX === 'visible' && cs.overflowY === 'visible') continue;
+      if (cs.overflowX === 'auto' || cs.overflowX === 'scroll') return null;  // scrolls: reachable
+      const b = a.getBoundingClientRect();
+      if (b.width === 0 || b.height === 0) return null;
+      if (r.right > b.right + 1 || r.left < b.left - 1) return a;
+    }
+    return null;
+  };
+  const walk = n => {
+    const kids = n.shadowRoot ? [n.shadowRoot, ...n.childNodes] : [...n.childNodes];
+    for (const c of kids) {
+      if (c.nodeType === 3 && c.textContent.trim() && c.parentElement) {
+        const el = c.parentElement;
+        if (el.closest('.choices__button')) continue;  // icon buttons hide their label on purpose
+        const range = document.createRange();
+        range.selectNodeContents(c);
+        const r = range.getBoundingClientRect();
+        if (r.width === 0) continue;
+        const cs = getComputedStyle(el);
+        if (cs.textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1) {
+          if (!(el.title || el.closest('[title]') || el.closest('.tabulator-cell')
+                || el.closest('.tabulator-col')))
+            out.push('ellipsis without the whole text: ' + c.textContent.trim().slice(0, 50));
+          continue;
+        }
+        if (clipper(el, r)) out.push('cut off: ' + c.textContent.trim().slice(0, 50));
+      } else if (c.nodeType === 1 || c.nodeType === 11) walk(c);
+    }
+  };
+  walk(root);
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("width,height", SIZES)
+def test_no_text_of_the_views_is_cut_off(browser, served, width, height):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    try:
+        page.goto(served.url)
+        for selector in READY:
+            page.wait_for_selector(selector, state="attached", timeout=60000)
+        time.sleep(2.0)  # background jobs (network blocks, feature images) settle
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"layout-{width}x{height}.png"))
+        problems = {area: page.locator(f".tlx-area-{area}").first.evaluate(CLIPPED_TEXT)
+                    for area in ("stats", "instances", "network", "features")}
+        assert {a: p for a, p in problems.items() if p} == {}
+    finally:
+        context.close()
