@@ -267,3 +267,12 @@ def test_selected_classes_get_their_own_layout_cached_per_class_set(synth_sessio
     second = InstanceView(session=s)
     assert second.reprojected and second._class_job is None
     np.testing.assert_array_equal(second._override[1], view._override[1])
+
+
+def test_a_class_keeps_its_colour_whatever_is_selected(view, synth_session):
+    colors = class_colors(synth_session.classes)
+    for chosen in (["0", "1"], ["1", "2"], ["1"]):
+        synth_session.selected_classes = chosen
+        frame = _layers(view._render(revision=view.revision))["Instances"].dframe()
+        assert all(c == colors[n] for c, n in zip(frame["color"], frame["class_name"]))
+        assert "1" in chosen and colors["1"] in set(frame["color"])
