@@ -767,6 +767,16 @@ class BundleAggregates:
         whose connection is a per-neuron weight matrix; the analysis records why it skipped a pair
         in the manifest's warnings (``weights skipped: 'a' → 'b': ...``, a residual sum, channels
         mixed on the way, ...). Pairs the warnings do not mention get a generic reason.
+
+        Parameters
+        ----------
+        layer_from, layer_to : str
+            The pair, in network order.
+
+        Returns
+        -------
+        str
+            The reason, without the warning's ``weights skipped: 'a' → 'b':`` prefix.
         """
         index = {name: i for i, name in enumerate(self.layer_names)}
         a, b = index.get(layer_from), index.get(layer_to)

@@ -564,6 +564,18 @@ def test_view_opens_on_the_default_window_and_follows_the_plot(resnet_bundle):
     assert view.window()[0] == 0
 
 
+def test_hiding_regions_2_to_4_lets_the_default_window_hold_more_layers(resnet_bundle):
+    session = Session(resnet_bundle)
+    view = NetworkView(session=session)
+    view.fit_window_to(570, 680)
+    narrow = view.window()
+    session.hide_unimportant = True  # narrower blocks: more layers fit
+    assert view.window()[1] > narrow[1] and view.data.layers == session.layers
+    assert len(view.frames["regions"]) == 0
+    session.hide_unimportant = False
+    assert view.window() == narrow
+
+
 def test_view_keeps_the_layers_the_url_chose(resnet_bundle):
     session = Session(resnet_bundle, layers=R18_NAMES[4:12])
     view = NetworkView(session=session)

@@ -331,7 +331,20 @@ def overflowing_text(frames: dict[str, pd.DataFrame], tolerance: float = 1e-6) -
 
     Every text frame row carries its box: labels their coloured background, titles the corner of
     their matrix, notes the region they describe (a caption strip, a skipped corner, an info
-    block). Widths are estimated with :data:`CHAR_EM`, which errs on the wide side.
+    block). Widths are estimated with :data:`CHAR_EM`, which errs on the wide side; the canvas
+    sizes the text in cells, so what fits here fits at every zoom (below the size cap).
+
+    Parameters
+    ----------
+    frames : dict of str -> pandas.DataFrame
+        From :func:`layout_network`.
+    tolerance : float
+        Slack in cells.
+
+    Returns
+    -------
+    list of str
+        The texts that overflow, or that lie outside the window (``extent``).
     """
     out = []
 
