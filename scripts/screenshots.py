@@ -4,8 +4,8 @@ Usage: python scripts/screenshots.py BUNDLE OUT_DIR [--port 5077]
 
 Serves BUNDLE with `tlexplorer serve` on localhost, drives Debian's chromium with Playwright, waits
 until every view has drawn, and writes dashboard.png, stats.png, instances.png, network.png and
-features.png into OUT_DIR, and network-stretched.png with the similarity
-gray scale stretched.
+features.png into OUT_DIR, and network-paper-scale.png with the similarity gray scale on the
+paper's 0 to 1 (the view's default spreads it over the shown range).
 """
 from __future__ import annotations
 
@@ -63,11 +63,11 @@ def main() -> int:
             page.screenshot(path=str(args.out / "dashboard.png"))
             for name, selector in VIEWS.items():
                 page.locator(selector).first.screenshot(path=str(args.out / f"{name}.png"))
-            # the network view with its gray scale stretched over the shown similarities
-            page.locator(".tlx-stretch-similarity .bk-knob").first.click()
+            # the network view with the paper's similarity scale (0 brightest, 1 darkest)
+            page.locator(".tlx-similarity-switch button", has_text="0–1").first.click()
             page.wait_for_timeout(2000)
             page.locator(VIEWS["network"]).first.screenshot(
-                path=str(args.out / "network-stretched.png"))
+                path=str(args.out / "network-paper-scale.png"))
             browser.close()
     finally:
         server.terminate()

@@ -360,6 +360,9 @@ class NetworkBlockData:
         the weight array).
     metrics : dict layer -> dict
         The layer's row of ``tables/layer_metrics`` (CKA, A-distances), empty when missing.
+    skipped : dict (layer_from, layer_to) -> str
+        Why a consecutive pair of ``layers`` has no weight block (one model or both), from
+        :meth:`BundleAggregates.pair_skip_reason`.
     """
 
     cls: str
@@ -369,6 +372,7 @@ class NetworkBlockData:
     similarity: dict
     weights: dict
     metrics: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- the aggregates
@@ -406,6 +410,7 @@ class BundleAggregates:
                 self.layer_sizes[str(l["name"])] = int(l.get("neurons", 0))
         self.classes = [str(c) for c in (getattr(bundle, "classes", None)
                                          or manifest.get("classes", []))]
+        self.warnings = [str(w) for w in (manifest.get("warnings") or [])]
 
     # ------------------------------------------------------------------ cache plumbing
     def _cache(self, kind: str, maxsize: int | None = None) -> _LRU:
@@ -755,6 +760,41 @@ class BundleAggregates:
                     for r in table.iter_rows(named=True)}
         return self._memo("layer_metrics", (), compute, maxsize=2)
 
+    def pair_skip_reason(self, layer_from: str, layer_to: str) -> str:
+        """Why the bundle has no weights from ``layer_from`` to ``layer_to``, in one line.
+
+        Weights exist only between layers that follow each other in the bundle's layer list and
+        whose connection is a per-neuron weight matrix; the analysis records why it skipped a pair
+        in the manifest's warnings (``weights skipped: 'a' → 'b': ...``, a residual sum, channels
+        mixed on the way, ...). Pairs the warnings do not mention get a generic reason.
+
+        Parameters
+        ----------
+        layer_from, layer_to : str
+            The pair, in network order.
+
+        Returns
+        -------
+        str
+            The reason, without the warning's ``weights skipped: 'a' → 'b':`` prefix.
+        """
+        index = {name: i for i, name in enumerate(self.layer_names)}
+        a, b = index.get(layer_from), index.get(layer_to)
+        if a is not None and b is not None and b != a + 1:
+            between = self.layer_names[min(a, b) + 1:max(a, b)]
+            return (f"not consecutive layers: {len(between)} layer"
+                    f"{'s' if len(between) != 1 else ''} between them "
+                    f"({', '.join(between[:3])}{', …' if len(between) > 3 else ''})")
+        pair = f"{layer_from!r} → {layer_to!r}"
+        for warning in self.warnings:
+            if pair not in warning:
+                continue
+            reason = warning.split("weights skipped:", 1)[-1].strip()
+            if reason.startswith(pair):
+                reason = reason[len(pair):].lstrip(" :")
+            return reason or warning
+        return "the analysis recorded no weights for this pair"
+
     # ------------------------------------------------------------------ the whole view
     def network_block_data(self, cls: str, layers: Sequence[str] | None = None) -> NetworkBlockData:
         """Everything the zig-zag network relation view needs for class ``cls``.
@@ -781,10 +821,13 @@ class BundleAggregates:
                     if block is not None:
                         weights[(m, lf, lt)] = block
             metrics = self.layer_metrics()
+            skipped = {(lf, lt): self.pair_skip_reason(lf, lt)
+                       for lf, lt in zip(layers, layers[1:])
+                       if any((m, lf, lt) not in weights for m in MODELS)}
             return NetworkBlockData(
                 cls=str(cls), layers=list(layers), layer_index={l: index[l] for l in layers},
                 rankings=rankings, similarity=sims, weights=weights,
-                metrics={l: metrics.get(l, {}) for l in layers})
+                metrics={l: metrics.get(l, {}) for l in layers}, skipped=skipped)
         return self._memo("network", (str(cls), tuple(layers)), compute, maxsize=64)
 
     # ------------------------------------------------------------------ feature view

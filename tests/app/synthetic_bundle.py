@@ -24,6 +24,21 @@ COMBOS = ("target_on_target", "source_on_target", "target_on_source")
 DEFAULT_LAYERS = (("features.conv1", "conv", 8), ("features.conv2", "conv", 8),
                   ("classifier.fc6", "linear", 12))
 THUMB = 16
+#: The 20 convolutions of a torchvision resnet18 in registration order, with their channels.
+RESNET18_LAYERS = (("conv1", "conv", 64),) + tuple(
+    (f"layer{stage}.{block}.{name}", "conv", 64 * 2 ** (stage - 1))
+    for stage in (1, 2, 3, 4) for block in (0, 1)
+    for name in (("conv1", "conv2", "downsample.0") if stage > 1 and block == 0
+                 else ("conv1", "conv2")))
+_RESIDUAL = ("the input of {b!r} does not depend on {a!r} alone (a residual sum or a "
+             "concatenation?); skip this pair")
+_PARALLEL = "layer {a!r} does not run before {b!r} ({a!r} → {b!r})"
+#: The consecutive resnet18 pairs the analysis skips, with the reasons it gives: a residual sum
+#: feeds every block's first convolution, and a downsample runs beside (not after) conv2.
+RESNET18_SKIPS = tuple(
+    (a, b, (_PARALLEL if b.endswith("downsample.0") else _RESIDUAL).format(a=a, b=b))
+    for (a, _ka, _na), (b, _kb, _nb) in zip(RESNET18_LAYERS, RESNET18_LAYERS[1:])
+    if (b.endswith("conv1") and a != "conv1") or b.endswith("downsample.0"))
 EPOCHS = 5
 
 
@@ -76,8 +91,13 @@ def _thumbnail(rng: np.random.Generator, label: int, n_classes: int, domain: str
 def build_synthetic_content(*, classes: Iterable[str] = ("0", "1", "2"), per_class: int = 6,
                             layers=DEFAULT_LAYERS, seed: int = 0, k_weights: int = 6,
                             neuron_fraction: float = 0.1,
-                            domains: "tuple[str, str]" = (SOURCE_DOMAIN, TARGET_DOMAIN)):
+                            domains: "tuple[str, str]" = (SOURCE_DOMAIN, TARGET_DOMAIN),
+                            skip_pairs: "Iterable[tuple[str, str, str]]" = ()):
     """The bundle's manifest fields, tables and arrays as in-memory objects.
+
+    ``skip_pairs`` lists ``(layer_from, layer_to, reason)`` of consecutive pairs without weights
+    (a residual sum between them, ...): their weight arrays and important weights are left out and
+    the manifest warns as the pipeline does (``weights skipped: 'a' → 'b': reason``).
 
     Returns
     -------
@@ -350,13 +370,27 @@ def build_synthetic_content(*, classes: Iterable[str] = ("0", "1", "2"), per_cla
                    "best_target_accuracy_target_val": best_tgt},
         "warnings": [],
     }
+    _skip_weight_pairs(manifest, tables, arrays, skip_pairs)
     return manifest, tables, arrays
+
+
+def _skip_weight_pairs(manifest, tables, arrays, skip_pairs) -> None:
+    """Leave out the weights of ``skip_pairs`` (after everything else is drawn, so that the
+    random content of the other artefacts does not depend on them)."""
+    for layer_from, layer_to, reason in skip_pairs:
+        for model in ("source", "target"):
+            arrays.pop(f"weights/{model}/{layer_from}__{layer_to}", None)
+        iw = tables["important_weights"]
+        tables["important_weights"] = iw.filter(
+            ~((pl.col("layer_from") == layer_from) & (pl.col("layer_to") == layer_to)))
+        manifest["warnings"].append(f"weights skipped: {layer_from!r} → {layer_to!r}: {reason}")
 
 
 def make_synthetic_bundle(path, *, classes=("0", "1", "2"), per_class: int = 6,
                           layers=DEFAULT_LAYERS, seed: int = 0,
                           domains: "tuple[str, str]" = (SOURCE_DOMAIN, TARGET_DOMAIN),
-                          model: "dict | None" = None) -> Path:
+                          model: "dict | None" = None,
+                          skip_pairs: "Iterable[tuple[str, str, str]]" = ()) -> Path:
     """Write a complete schema-1 bundle with plausible random content into ``path``.
 
     Parameters
@@ -375,6 +409,8 @@ def make_synthetic_bundle(path, *, classes=("0", "1", "2"), per_class: int = 6,
         Names of the source and the target domain.
     model : dict, optional
         The manifest's model spec (default: a "synthetic" architecture no process can build).
+    skip_pairs : sequence of (layer_from, layer_to, reason)
+        Consecutive layer pairs without weights, each with the reason the manifest warns of.
 
     Returns
     -------
@@ -383,7 +419,8 @@ def make_synthetic_bundle(path, *, classes=("0", "1", "2"), per_class: int = 6,
     """
     path = Path(path)
     manifest, tables, arrays = build_synthetic_content(
-        classes=classes, per_class=per_class, layers=layers, seed=seed, domains=domains)
+        classes=classes, per_class=per_class, layers=layers, seed=seed, domains=domains,
+        skip_pairs=skip_pairs)
     if model is not None:
         manifest["model"] = model
     try:

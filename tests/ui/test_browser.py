@@ -105,16 +105,22 @@ def test_table_row_click_changes_the_network_class(page, served):
     _shot(page, "row_click")
 
 
-def test_stretch_switch_restretches_the_similarity_cells(page, served):
+def test_similarity_switch_goes_to_the_papers_scale_and_back(page, served):
     app, _ = _open(page, served)
     network = app.views["network"]
     assert _wait(lambda: network.frames and len(network.frames["cells"]) > 0)
+    assert app.session.stretch_similarity  # readable by default: the shown range
     before = list(network.frames["cells"]["color"])
-    page.locator(".tlx-stretch-similarity .bk-knob").first.click()
-    assert _wait(lambda: app.session.stretch_similarity)
+    page.locator(".tlx-similarity-switch button", has_text="0–1").first.click()
+    assert _wait(lambda: not app.session.stretch_similarity)
     assert _wait(lambda: list(network.frames["cells"]["color"]) != before)
-    assert _wait(lambda: "per layer" in _deep_text(page.locator(".tlx-similarity-scale").first))
-    _shot(page, "stretch_similarity")
+    legend = page.locator(".tlx-similarity-scale").first
+    assert _wait(lambda: "similarity 0.00" in _deep_text(legend)
+                 and "1.00" in _deep_text(legend))  # the range is always in the legend
+    _shot(page, "similarity_paper_scale")
+    page.locator(".tlx-similarity-switch button", has_text="shown range").first.click()
+    assert _wait(lambda: app.session.stretch_similarity)
+    assert _wait(lambda: list(network.frames["cells"]["color"]) == before)
     assert not page.js_errors
 
 

@@ -109,8 +109,8 @@ class Session(param.Parameterized):
     hide_source_weights = param.Boolean(
         False, doc="Network view: hide the source model's weight blocks")
     stretch_similarity = param.Boolean(
-        False, doc="Network view: spread the similarity gray scale over the shown range "
-                   "(the paper maps 0 to 1)")
+        True, doc="Network view: spread the similarity gray scale over the shown range "
+                  "(readable when all similarities are high); False: the paper's 0 to 1")
     selected_neuron = param.Parameter(
         None, doc="(model, layer, neuron) clicked last, or None")
     selected_weight = param.Parameter(
