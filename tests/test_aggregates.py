@@ -311,3 +311,24 @@ def test_active_projection_equals_transform_over_the_active_neurons(tmp_path):
                                    fitted.transform(x, neurons=idx), atol=2e-5)
     np.testing.assert_allclose(agg.active_projection("__all__", columns), fitted.projection_,
                                atol=2e-5)
+
+
+def test_skipped_pairs_take_their_reason_from_the_recorded_data_flow():
+    from types import SimpleNamespace
+
+    from tlexplorer.aggregates import BundleAggregates
+    from tlexplorer.app.views.network import short_skip_reason
+
+    manifest = {"layers": [{"name": n, "kind": "conv", "neurons": 4} for n in ("a", "b", "c")],
+                "layer_pairs": [
+                    {"from": "a", "to": "b", "direct": True, "reason": ""},
+                    {"from": "b", "to": "c", "direct": False,
+                     "reason": "parallel branches: c does not take b's output"}],
+                "warnings": []}
+    agg = BundleAggregates(SimpleNamespace(manifest=manifest, layers=manifest["layers"],
+                                           key="k-dataflow", path="/nowhere"))
+    reason = agg.pair_skip_reason("b", "c")
+    assert reason.startswith("parallel branches") and short_skip_reason(reason) == \
+        "parallel branches"
+    assert short_skip_reason("c takes a sum of several paths (a residual connection)") == \
+        "residual sum"

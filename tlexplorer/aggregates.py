@@ -411,6 +411,7 @@ class BundleAggregates:
         self.classes = [str(c) for c in (getattr(bundle, "classes", None)
                                          or manifest.get("classes", []))]
         self.warnings = [str(w) for w in (manifest.get("warnings") or [])]
+        self.layer_pairs = [p for p in (manifest.get("layer_pairs") or []) if isinstance(p, dict)]
 
     # ------------------------------------------------------------------ cache plumbing
     def _cache(self, kind: str, maxsize: int | None = None) -> _LRU:
@@ -765,8 +766,9 @@ class BundleAggregates:
 
         Weights exist only between layers that follow each other in the bundle's layer list and
         whose connection is a per-neuron weight matrix; the analysis records why it skipped a pair
-        in the manifest's warnings (``weights skipped: 'a' → 'b': ...``, a residual sum, channels
-        mixed on the way, ...). Pairs the warnings do not mention get a generic reason.
+        in the manifest's ``layer_pairs`` (from the data flow: a residual sum, parallel branches,
+        ...) or, for a pair that failed when tried, in its warnings (``weights skipped: 'a' → 'b':
+        ...``). Pairs neither mentions get a generic reason.
 
         Parameters
         ----------
@@ -785,8 +787,12 @@ class BundleAggregates:
             return (f"not consecutive layers: {len(between)} layer"
                     f"{'s' if len(between) != 1 else ''} between them "
                     f"({', '.join(between[:3])}{', …' if len(between) > 3 else ''})")
+        for entry in self.layer_pairs:  # the data flow, as analyze recorded it
+            if entry.get("from") == layer_from and entry.get("to") == layer_to \
+                    and not entry.get("direct", True):
+                return str(entry.get("reason") or "not joined by per-neuron weights")
         pair = f"{layer_from!r} → {layer_to!r}"
-        for warning in self.warnings:
+        for warning in self.warnings:  # bundles before layer_pairs, or a pair that failed
             if pair not in warning:
                 continue
             reason = warning.split("weights skipped:", 1)[-1].strip()

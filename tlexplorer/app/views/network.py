@@ -204,7 +204,10 @@ def wrap_text(text: str, width: float, em: float, max_lines: int) -> list[str]:
 
 def short_skip_reason(reason: str) -> str:
     """A few words for a skipped pair's box (the full reason is in its tooltip)."""
-    for needle, short in (("residual sum", "residual sum"), ("concatenation", "residual sum"),
+    for needle, short in (("residual sum", "residual sum"), ("a sum of several", "residual sum"),
+                          ("concatenation", "concatenation"),
+                          ("parallel branches", "parallel branches"),
+                          ("network's input", "takes the input"),
                           ("channels mix", "channels mix"),
                           ("does not run before", "parallel branches"),
                           ("never reached", "not on the forward path"),
