@@ -3,7 +3,8 @@
 Usage: python scripts/screenshots.py BUNDLE OUT_DIR [--port 5077]
 
 Serves BUNDLE with `tlexplorer serve` on localhost, drives Debian's chromium with Playwright, waits
-until every view has drawn, and writes dashboard.png, stats.png, instances.png, network.png and
+until every view has drawn, and writes the whole page at two common screen sizes
+(dashboard-1920x1080.png, dashboard-1440x900.png), stats.png, instances.png, network.png and
 features.png into OUT_DIR, and network-paper-scale.png with the similarity gray scale on the
 paper's 0 to 1 (the view's default spreads it over the shown range).
 """
@@ -33,6 +34,19 @@ def wait_for_server(url: str, timeout: float = 60.0) -> None:
     raise SystemExit(f"server at {url} did not answer within {timeout:.0f} s")
 
 
+def ready(page, url: str) -> None:
+    """Open the dashboard and wait until every view has drawn and settled."""
+    page.goto(url)
+    for selector in VIEWS.values():
+        page.wait_for_selector(f"{selector} canvas", timeout=60_000)
+    page.wait_for_timeout(4000)  # background jobs (network blocks, class layouts) settle
+    pending = page.locator(".tlx-feature-view .tlx-featurevis-pending")
+    for _ in range(60):  # feature visualizations of the ranking list, computed on demand
+        if pending.count() == 0:
+            break
+        page.wait_for_timeout(1000)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
@@ -50,17 +64,13 @@ def main() -> int:
 
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1900, "height": 1200})
-            page.goto(url)
-            for selector in VIEWS.values():
-                page.wait_for_selector(f"{selector} canvas", timeout=60_000)
-            page.wait_for_timeout(4000)  # background jobs (network blocks, thumbnails) settle
-            pending = page.locator(".tlx-feature-view .tlx-featurevis-pending")
-            for _ in range(60):  # feature visualizations of the ranking list, computed on demand
-                if pending.count() == 0:
-                    break
-                page.wait_for_timeout(1000)
-            page.screenshot(path=str(args.out / "dashboard.png"))
+            small = browser.new_page(viewport={"width": 1440, "height": 900})
+            ready(small, url)
+            small.screenshot(path=str(args.out / "dashboard-1440x900.png"))
+            small.close()
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            ready(page, url)
+            page.screenshot(path=str(args.out / "dashboard-1920x1080.png"))
             for name, selector in VIEWS.items():
                 page.locator(selector).first.screenshot(path=str(args.out / f"{name}.png"))
             # the network view with the paper's similarity scale (0 brightest, 1 darkest)
