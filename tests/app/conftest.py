@@ -39,3 +39,45 @@ def synth_session(synth_bundle):
     from tlexplorer.app.state import Session
 
     return Session(synth_bundle)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def run_server():
+    """``run_server(bundle_path, **serve_kwargs) -> url``: ``tlexplorer serve`` on a free port in
+    a thread, answering when returned; stopped, and Panel's process settings restored, after the
+    test."""
+    import time
+    import urllib.request
+
+    import panel as pn
+
+    from tlexplorer.app.serve import serve
+
+    servers = []
+    settings = (pn.config.cookie_secret, pn.config.nthreads)
+
+    def start(path, **kwargs) -> str:
+        port = free_port()
+        kwargs = {"verbose": False, "warm": False, **kwargs}
+        servers.append(serve([str(path)], port=port, address="127.0.0.1", threaded=True,
+                             **kwargs))
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(url + "tlx-health", timeout=2):
+                    return url
+            except Exception:
+                time.sleep(0.1)
+        raise AssertionError(f"the test server at {url} did not answer")
+    yield start
+    for server in servers:
+        server.stop()
+    pn.config.cookie_secret, pn.config.nthreads = settings

@@ -3,13 +3,11 @@ from files or the environment."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-import panel as pn
 import pytest
 
 from tlexplorer.app.auth import (AuthError, Credentials, LoginThrottle, read_secret_file,
@@ -114,44 +112,28 @@ def _post_login(url, user, password):
     raise AssertionError("the login did not redirect")
 
 
-def test_served_login_sets_strict_cookies_and_slows_guessing(synth_path, tmp_path, monkeypatch):
+def test_served_login_sets_strict_cookies_and_slows_guessing(synth_path, tmp_path, monkeypatch,
+                                                             run_server):
     from tlexplorer.app.auth import LabLoginHandler
-    from tlexplorer.app.serve import serve
 
     monkeypatch.setattr(LabLoginHandler, "failure_pause", 0.0)
     users = tmp_path / "users.json"
     users.write_text(json.dumps({"ann": "right"}))
     users.chmod(0o600)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    secret_before = pn.config.cookie_secret
-    server = serve([str(synth_path)], port=port, address="127.0.0.1", threaded=True,
-                   basic_auth=str(users), verbose=False, warm=False)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(url + "tlx-health", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        ok = _post_login(url, "ann", "right")
-        cookies = ok.get_all("Set-Cookie")
-        user_cookie = next(c for c in cookies if c.startswith("user="))
-        assert "HttpOnly" in user_cookie and "SameSite=Lax" in user_cookie
-        assert "Secure" not in user_cookie  # plain http here; Secure over TLS
-        assert ok["Location"] == "/"
-        logged_in = urllib.request.Request(url, headers={"Cookie": "; ".join(
-            c.split(";")[0] for c in cookies)})
-        with urllib.request.build_opener(_NoRedirect).open(logged_in, timeout=30) as page:
-            assert page.status == 200 and b"tlexplorer" in page.read()
-        refused = [_post_login(url, "ann", f"guess{i}")["Location"] for i in range(5)]
-        assert all("error=" in loc for loc in refused)
-        assert "Too many failed logins" in urllib.parse.unquote_plus(refused[-1])
-        # inside the delay even the right password is refused, without being looked at
-        late = _post_login(url, "ann", "right")
-        assert "Too many failed logins" in urllib.parse.unquote_plus(late["Location"])
-    finally:
-        server.stop()
-        pn.config.cookie_secret = secret_before
+    url = run_server(synth_path, basic_auth=str(users))
+    ok = _post_login(url, "ann", "right")
+    cookies = ok.get_all("Set-Cookie")
+    user_cookie = next(c for c in cookies if c.startswith("user="))
+    assert "HttpOnly" in user_cookie and "SameSite=Lax" in user_cookie
+    assert "Secure" not in user_cookie  # plain http here; Secure over TLS
+    assert ok["Location"] == "/"
+    logged_in = urllib.request.Request(url, headers={"Cookie": "; ".join(
+        c.split(";")[0] for c in cookies)})
+    with urllib.request.build_opener(_NoRedirect).open(logged_in, timeout=30) as page:
+        assert page.status == 200 and b"tlexplorer" in page.read()
+    refused = [_post_login(url, "ann", f"guess{i}")["Location"] for i in range(5)]
+    assert all("error=" in loc for loc in refused)
+    assert "Too many failed logins" in urllib.parse.unquote_plus(refused[-1])
+    # inside the delay even the right password is refused, without being looked at
+    late = _post_login(url, "ann", "right")
+    assert "Too many failed logins" in urllib.parse.unquote_plus(late["Location"])

@@ -172,44 +172,24 @@ def test_url_adapter_checks_values(app):
     assert any("zzz" in m for m in app.messages)
 
 
-def test_served_with_basic_auth_asks_for_a_login(synth_path):
-    import socket
-    import time
+def test_served_with_basic_auth_asks_for_a_login(synth_path, run_server):
     import urllib.error
     import urllib.request
 
-    from tlexplorer.app.serve import serve
+    url = run_server(synth_path, basic_auth="s3cret")
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    secret_before = pn.config.cookie_secret
-    server = serve([str(synth_path)], port=port, address="127.0.0.1", threaded=True,
-                   basic_auth="s3cret", verbose=False, warm=False)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(url + "login", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
 
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args, **kwargs):
-                return None
-
-        opener = urllib.request.build_opener(NoRedirect)
-        with pytest.raises(urllib.error.HTTPError) as info:
-            opener.open(url, timeout=5)
-        info.value.close()
-        assert info.value.code == 302 and "login" in info.value.headers["Location"]
-        with urllib.request.urlopen(url + "login", timeout=5) as response:
-            page = response.read().decode()
-        assert "password" in page.lower()
-    finally:
-        server.stop()
-        pn.config.cookie_secret = secret_before
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        opener.open(url, timeout=5)
+    info.value.close()
+    assert info.value.code == 302 and "login" in info.value.headers["Location"]
+    with urllib.request.urlopen(url + "login", timeout=5) as response:
+        page = response.read().decode()
+    assert "password" in page.lower()
 
 
 def test_url_adapter_switches_only_to_configured_bundles(synth_path, tmp_path):
@@ -244,37 +224,17 @@ def test_a_changed_file_is_named_in_its_view_and_the_others_work(synth_path, tmp
         assert app.cards[key].body.objects[0] is app.views[key].__panel__()
 
 
-def test_three_sessions_at_once_are_all_served(synth_path):
+def test_three_sessions_at_once_are_all_served(synth_path, run_server):
     """Three browser sessions opened together: each gets its frame, then all four views."""
-    import socket
-    import time
-    import urllib.request
-
     from page_probe import open_pages
     from tlexplorer.app import builds
-    from tlexplorer.app.serve import serve
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = serve([str(synth_path)], port=port, address="127.0.0.1", threaded=True,
-                   verbose=False, warm=False, num_threads=2)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(100):
-        try:
-            with urllib.request.urlopen(url + "tlx-health", timeout=2):
-                break
-        except Exception:
-            time.sleep(0.1)
-    try:
-        built = builds.build_queue().built
-        results = open_pages(url, 3, timeout=120)
-        assert [r.error for r in results] == [None, None, None]
-        assert all(r.done_s is not None and r.frame_s < r.done_s for r in results)
-        assert builds.build_queue().built >= built + 3
-    finally:
-        server.stop()
-        pn.config.nthreads = None
+    url = run_server(synth_path, num_threads=2)
+    built = builds.build_queue().built
+    results = open_pages(url, 3, timeout=180)
+    assert [r.error for r in results] == [None, None, None]
+    assert all(r.done_s is not None and r.frame_s < r.done_s for r in results)
+    assert builds.build_queue().built >= built + 3
 
 
 def test_analysis_warnings_are_a_count_that_opens_the_list(synth_path, tmp_path):

@@ -93,7 +93,7 @@ def test_several_processes_serve_and_end_with_the_parent(synth_path):
         assert not stat.exists() or stat.read_text().split()[2] == "Z"
 
 
-def test_thumbnails_are_served_for_loaded_bundles_only(synth_path, tmp_path):
+def test_thumbnails_are_served_for_loaded_bundles_only(synth_path, tmp_path, run_server):
     import json
     import urllib.error
     import urllib.request
@@ -101,45 +101,25 @@ def test_thumbnails_are_served_for_loaded_bundles_only(synth_path, tmp_path):
     from tlexplorer.app.loading import load_bundle
 
     bundle = load_bundle(synth_path)
+    url = run_server(synth_path)
+    with urllib.request.urlopen(f"{url}tlx-thumbnail/{bundle.key}/3.png", timeout=10) as r:
+        assert r.headers["Content-Type"] == "image/png" and r.read()[:4] == b"\x89PNG"
+    for bad in (f"tlx-thumbnail/{'0' * 20}/3.png", f"tlx-thumbnail/{bundle.key}/99999.png",
+                "tlx-thumbnail/../etc/3.png"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(url + bad, timeout=10)
+        assert info.value.code == 404
+        info.value.close()
+
     users = tmp_path / "users.json"
     users.write_text(json.dumps({"ann": "pw"}))
-    port = _free_port()
-    secret = pn.config.cookie_secret
-    server = serve([str(synth_path)], port=port, address="127.0.0.1", threaded=True,
-                   verbose=False, warm=False)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(url + "tlx-health", timeout=2):
-                    break
-            except Exception:
-                time.sleep(0.1)
-        with urllib.request.urlopen(f"{url}tlx-thumbnail/{bundle.key}/3.png", timeout=10) as r:
-            assert r.headers["Content-Type"] == "image/png" and r.read()[:4] == b"\x89PNG"
-        for bad in (f"tlx-thumbnail/{'0' * 20}/3.png", f"tlx-thumbnail/{bundle.key}/99999.png",
-                    "tlx-thumbnail/../etc/3.png"):
-            with pytest.raises(urllib.error.HTTPError) as info:
-                urllib.request.urlopen(url + bad, timeout=10)
-            assert info.value.code == 404
-            info.value.close()
-    finally:
-        server.stop()
-    port = _free_port()
-    server = serve([str(synth_path)], port=port, address="127.0.0.1", threaded=True,
-                   verbose=False, warm=False, basic_auth=str(users))
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        time.sleep(1.0)
+    url = run_server(synth_path, basic_auth=str(users))
 
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args, **kwargs):
-                return None
-        with pytest.raises(urllib.error.HTTPError) as info:  # behind the login like every page
-            urllib.request.build_opener(NoRedirect).open(
-                f"{url}tlx-thumbnail/{bundle.key}/3.png", timeout=10)
-        assert info.value.code in (302, 403) and "login" in info.value.headers.get("Location", "login")
-        info.value.close()
-    finally:
-        server.stop()
-        pn.config.cookie_secret = secret
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+    with pytest.raises(urllib.error.HTTPError) as info:  # behind the login like every page
+        urllib.request.build_opener(NoRedirect).open(
+            f"{url}tlx-thumbnail/{bundle.key}/3.png", timeout=10)
+    assert info.value.code in (302, 403) and "login" in info.value.headers.get("Location", "login")
+    info.value.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # page_text.py
 
 import synthetic_bundle  # noqa: E402
 
@@ -23,6 +24,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def deep_text():
+    """``deep_text(locator) -> str``: an element's text, shadow roots included."""
+    from page_text import deep_text as read
+
+    return read
 
 
 def _free_port() -> int:

@@ -52,19 +52,7 @@ def _shot(page, name):
     return path
 
 
-DEEP_TEXT = """el => {
-    const walk = n => {
-        let t = n.shadowRoot ? walk(n.shadowRoot) : "";
-        for (const c of n.childNodes) t += c.nodeType === 3 ? c.textContent : walk(c);
-        return t;
-    };
-    return walk(el);
-}"""
-
-
-def _deep_text(locator) -> str:
-    """Text of an element including its (Panel/Bokeh) shadow roots."""
-    return locator.evaluate(DEEP_TEXT)
+from page_text import deep_text as _deep_text  # noqa: E402
 
 
 def _network_title_class(page) -> str:

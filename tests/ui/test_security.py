@@ -17,14 +17,6 @@ URL_PAYLOAD = "<img src=y onerror=\"window.__xss=4;alert(4)\">"
 READY = [".tlx-accuracy-chart canvas", ".tlx-confusion-table .tabulator-row",
          ".tlx-instance-scatter canvas", ".tlx-network-plot canvas",
          ".tlx-discriminability-plot canvas"]
-DEEP_TEXT = """el => {
-    const walk = n => {
-        let t = n.shadowRoot ? walk(n.shadowRoot) : "";
-        for (const c of n.childNodes) t += c.nodeType === 3 ? c.textContent : walk(c);
-        return t;
-    };
-    return walk(el);
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +27,7 @@ def served_payloads(tmp_path_factory, serve_bundle):
     return serve_bundle(path)
 
 
-def test_payload_names_and_url_values_stay_text(page, served_payloads):
+def test_payload_names_and_url_values_stay_text(page, served_payloads, deep_text):
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     query = urllib.parse.urlencode({"class": URL_PAYLOAD, "layer": URL_PAYLOAD,
@@ -52,7 +44,7 @@ def test_payload_names_and_url_values_stay_text(page, served_payloads):
         time.sleep(0.3)
     page.mouse.move(5, 5)
     time.sleep(1.0)
-    text = page.locator("body").evaluate(DEEP_TEXT)
+    text = deep_text(page.locator("body"))
     page.screenshot(path=str(synthetic_bundle.Path(__file__).resolve().parents[2]
                              / "test-artifacts" / "xss.png"))
     assert dialogs == []
