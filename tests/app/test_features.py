@@ -41,15 +41,22 @@ def session(bundle):
 
 def test_mirrored_histogram_svg():
     svg = mirrored_histogram_svg([0, 2, 2], [4, 0, 0], width=30, height=20)
-    rects = re.findall(r"<rect x='([\d.]+)' y='([\d.]+)' width='[\d.]+' height='([\d.]+)' "
-                       r"fill='(#[0-9a-f]+)'", svg)
-    src = [r for r in rects if r[3] == "#d62728"]
-    tgt = [r for r in rects if r[3] == "#1f77b4"]
+
+    # drawn in units of 10 per bin across and tenths of a pixel up and down (the axis at 100)
+    assert "viewBox='0 0 30 200'" in svg
+
+    def boxes(color):  # (x, y, w, h) of each bin's box in the domain's path
+        path = re.search(rf"<path fill='{color}' d='([^']*)'", svg).group(1)
+        return [tuple(float(v) for v in box) for box in re.findall(
+            r"M([\d.]+) ([\d.]+)h([\d.]+)v([\d.]+)h-[\d.]+z", path)]
+
+    src, tgt = boxes("#d62728"), boxes("#1f77b4")
     assert len(src) == 2 and len(tgt) == 1
-    assert all(float(y) + float(h) == pytest.approx(10) for _x, y, h, _c in src)  # above the axis
-    assert all(float(y) == pytest.approx(10) for _x, y, _h, _c in tgt)  # below it
+    assert all(y + h == 100 for _x, y, _w, h in src)  # above the axis
+    assert all(y == 100 for _x, y, _w, _h in tgt)  # below it
     # shares: source bins hold 1/2 each, the target bin 1 -> target bar twice as tall
-    assert float(tgt[0][2]) == pytest.approx(2 * float(src[0][2]))
+    assert tgt[0][3] == pytest.approx(2 * src[0][3])
+    assert [x for x, *_ in src] == [10.0, 20.0] and tgt[0][0] == 0.0
 
 
 def test_active_axes_top_five_then_checked():
@@ -89,7 +96,7 @@ def test_checked_neurons_change_the_axes(session):
     assert view._table.selection == [len(view.ranking) - 1]
     assert view._table.value["axis"].iloc[-1] == "●"
     # the plot's axes overlay follows: the arrows carry the new label
-    labels = [el for el in view._plot.object.traverse(lambda e: e, [hv.Labels])]
+    labels = [el for el in view.plot_elements().traverse(lambda e: e, [hv.Labels])]
     shown = set().union(*(set(el.data["label"]) for el in labels))
     assert f"{last['layer'].split('.')[-1]} #{int(last['neuron'])}" in shown
     # checking rows in the table writes back to the session
@@ -103,16 +110,30 @@ def test_checked_neurons_change_the_axes(session):
 def test_scope_changes_plot_and_summary(session, bundle, monkeypatch):
     session.feature_scope = "2"
     view = FeatureView(session=session)
-    points = [el for el in view._plot.object.traverse(lambda e: e, [hv.Points])
+    plot = view._plot.object
+    points = [el for el in view.plot_elements().traverse(lambda e: e, [hv.Points])
               if el.label in ("source", "target")]
     assert sum(len(p) for p in points) == 20  # 10 source + 10 target instances of class 2
     assert "CV accuracy" in view._summary.object
-    monkeypatch.setattr(features, "DATASHADE_THRESHOLD", 5)
+    revision = view.plot_revision
     session.feature_scope = "__all__"
-    # beyond the threshold the scatter is rasterized by datashader (a DynamicMap of RGB)
-    dmaps = view._plot.object.traverse(lambda e: e, [hv.DynamicMap])
-    assert dmaps, "expected a datashaded DynamicMap"
+    # the same plot, its data updated in place (no new figure for the browser to lay out)
+    assert view._plot.object is plot and view.plot_revision == revision + 1
+    points = [el for el in view.plot_elements().traverse(lambda e: e, [hv.Points])
+              if el.label in ("source", "target")]
+    assert sum(len(p) for p in points) == len(view.points) > 20
     assert view.ranking["rank"].tolist()[0] == 1
+
+
+def test_many_points_are_rasterized(session, monkeypatch):
+    monkeypatch.setattr(features, "DATASHADE_THRESHOLD", 5)
+    view = FeatureView(session=session)
+    # beyond the threshold the scatter is rasterized by datashader (an RGB DynamicMap)
+    assert view._shade
+    rendered = hv.render(view._plot.object, backend="bokeh")
+    assert any(type(r.glyph).__name__ == "ImageRGBA" for r in rendered.renderers)
+    session.feature_scope = "2"
+    assert view._shade and len(view.points) == 20
 
 
 def test_panel_builds(session):

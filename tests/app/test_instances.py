@@ -2,8 +2,10 @@
 box and lasso selection, and the background re-projection."""
 from __future__ import annotations
 
+import shutil
 import sys
 import types
+from pathlib import Path
 
 import holoviews as hv
 import numpy as np
@@ -72,7 +74,7 @@ def test_glyphs_encode_class_domain_and_misprediction(view, synth_session):
     layers = _layers(overlay)
     glyphs, mis = layers["Instances"], layers["Mispredicted"]
     frame = glyphs.dframe()
-    assert set(frame["role"]) == {"source", "target"}
+    assert set(frame["marker"]) == {"x", "circle"}  # one per domain
     table = synth_session.bundle.table("instances")
     wrong = table.filter((pl.col("target_pred") != pl.col("label"))
                          & pl.col("class_name").is_in(synth_session.selected_classes))
@@ -86,9 +88,17 @@ def test_glyphs_encode_class_domain_and_misprediction(view, synth_session):
     main = next(r for r in fig.select(GlyphRenderer) if "instance_id" in r.data_source.data)
     data = main.data_source.data
     colors = class_colors(synth_session.classes)
-    assert list(data["color"]) == [colors[c] for c in data["class_name"]]
-    assert {m: r for m, r in zip(data["marker"], data["role"])} == {"x": "source",
-                                                                      "circle": "target"}
+    mapper = main.glyph.fill_color["transform"]  # class name -> colour, in the browser
+    assert list(data[main.glyph.fill_color["field"]]) == list(data["class_name"])
+    mapped = {f: c.lower() for f, c in zip(mapper.factors, mapper.palette)}
+    assert all(mapped[c] == colors[c].lower() for c in set(data["class_name"]))
+    # the hover card's domain line comes from the marker: one text per domain
+    table = synth_session.bundle.table("instances")
+    formatter = view._hover.formatters["@marker"]
+    for role, marker in (("source", "x"), ("target", "circle")):
+        domain = table.filter(pl.col("role") == role)["domain"][0]
+        assert f'"{marker}": "{domain} ({role})"' in formatter.code
+    assert set(data["marker"]) == {"x", "circle"}
     assert {BoxSelectTool, LassoSelectTool, TapTool} <= {type(t) for t in fig.tools}
     assert [type(r.glyph).__name__ for r in fig.renderers] == ["ImageRGBA", "Scatter", "Scatter"]
 
@@ -242,6 +252,7 @@ def test_selected_classes_get_their_own_layout_cached_per_class_set(synth_sessio
 
     instances._CLASS_LAYOUTS.clear()
     s = synth_session
+    shutil.rmtree(Path(s.bundle.path) / "cache" / "class_layouts", ignore_errors=True)
     view = InstanceView(session=s)
     classes = tuple(sorted(s.selected_classes))
     assert view.reprojecting and view._class_job is not None
@@ -267,12 +278,23 @@ def test_selected_classes_get_their_own_layout_cached_per_class_set(synth_sessio
     second = InstanceView(session=s)
     assert second.reprojected and second._class_job is None
     np.testing.assert_array_equal(second._override[1], view._override[1])
+    # and from the bundle's cache in a process that has not laid it out (a fresh server)
+    instances._CLASS_LAYOUTS.clear()
+    third = InstanceView(session=s)
+    assert third.reprojected and third._class_job is None
+    np.testing.assert_array_equal(third._override[1], view._override[1])
 
 
 def test_a_class_keeps_its_colour_whatever_is_selected(view, synth_session):
     colors = class_colors(synth_session.classes)
+    from bokeh.models import GlyphRenderer
+
     for chosen in (["0", "1"], ["1", "2"], ["1"]):
         synth_session.selected_classes = chosen
-        frame = _layers(view._render(revision=view.revision))["Instances"].dframe()
-        assert all(c == colors[n] for c, n in zip(frame["color"], frame["class_name"]))
-        assert "1" in chosen and colors["1"] in set(frame["color"])
+        fig = hv.render(view.plot())
+        main = next(r for r in fig.select(GlyphRenderer) if "instance_id" in r.data_source.data)
+        mapper = main.glyph.fill_color["transform"]
+        # every class, selected or not, in the browser's colour mapper with its own colour
+        assert {f: c.lower() for f, c in zip(mapper.factors, mapper.palette)} == {
+            c: v.lower() for c, v in colors.items()}
+        assert set(main.data_source.data["class_name"]) == set(chosen)

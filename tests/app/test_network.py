@@ -597,7 +597,7 @@ def _find(layout, css):
             if css in (getattr(o, "css_classes", None) or [])]
 
 
-def test_details_float_over_the_plot_and_the_spinner_hides_when_idle(session):
+def test_details_float_over_the_plot_and_the_busy_text_shows_only_while_updating(session):
     import panel as pn
 
     view = NetworkView(session=session)
@@ -609,8 +609,13 @@ def test_details_float_over_the_plot_and_the_spinner_hides_when_idle(session):
     assert not details.visible
     view.select_neuron("target", NAMES[1], 3)
     assert details.visible and view.neuron_detail.panel.visible
-    spinners = layout.select(pn.indicators.LoadingSpinner)
-    assert spinners and all(not s.visible for s in spinners)  # idle: nothing that looks like a control
+    # busy: a text on the canvas (nothing on the page moves); idle: nothing that looks like a control
+    assert not layout.select(pn.indicators.LoadingSpinner)
+    assert view._busy_label.text == ""
+    view._set_updating(True, "updating: class 1…")
+    assert view.updating and view._busy_label.text == "updating: class 1…"
+    view._set_updating(False)
+    assert not view.updating and view._busy_label.text == ""
 
 
 def test_window_buttons_move_the_window(resnet_bundle):

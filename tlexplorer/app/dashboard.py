@@ -19,6 +19,7 @@ from panel.io.state import set_curdoc
 from tlexplorer.app.loading import load_bundle
 from tlexplorer.app.state import Session
 from tlexplorer.app.text import escape, message_html
+from tlexplorer.app.wire import inline_small_arrays
 from tlexplorer.errors import TLXError
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def view_classes() -> dict[str, Any]:
 
 def _ensure_extension() -> None:
     pn.extension(*EXTENSIONS, notifications=False)
+    inline_small_arrays()  # small columns inside messages, not as buffers: see app/wire.py
 
 
 def _panel_card(view: Any, title: str, css: str) -> pn.Column:
@@ -471,7 +473,10 @@ class App(param.Parameterized):
             title=TITLE, header=self.header(),
             main=[self.alerts, self.analysis_warnings, self.content],
             main_layout=None, accent="#1f77b4", theme_toggle=False,
-            main_max_width="100%", design=OfflineFast, font=FONT)
+            main_max_width="100%", design=OfflineFast, font=FONT,
+            # no page-wide spinner: it flickered on every click (two messages each); the views
+            # show their own busy state and the status line long work
+            busy_indicator=None)
         return tpl
 
 

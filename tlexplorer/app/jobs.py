@@ -158,4 +158,16 @@ def submit(session: Any, fn: Callable[..., Any], *args: Any, label: str = "Worki
     return job
 
 
-__all__ = ["Job", "call_in_session", "submit"]
+def run_quietly(fn: Callable[[], Any]) -> Future:
+    """Run ``fn()`` in the pool with no status line or progress (work done ahead for later
+    clicks); its errors are logged, not shown."""
+    def run() -> Any:
+        try:
+            return fn()
+        except Exception:
+            log.exception("background work failed")
+            raise
+    return _pool().submit(run)
+
+
+__all__ = ["Job", "call_in_session", "run_quietly", "submit"]

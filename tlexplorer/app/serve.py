@@ -274,7 +274,8 @@ def serve(bundles: Any, *, port: int = 5006, address: "str | None" = None,
     from tlexplorer.app import thumbnails
 
     kwargs["extra_patterns"] = [*kwargs.get("extra_patterns", []), (HEALTH_PATH, HealthHandler),
-                                (thumbnails.ROUTE, thumbnails.ThumbnailHandler)]
+                                (thumbnails.ROUTE, thumbnails.ThumbnailHandler),
+                                (thumbnails.FEATURE_ROUTE, thumbnails.FeatureImageHandler)]
     url = f"http://{address}:{port}/"
     if verbose and port and not threaded:
         if num_procs > 1:  # after the fork, so that no thread of ours is copied into a child

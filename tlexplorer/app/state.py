@@ -58,25 +58,13 @@ def default_focus_class(bundle: Any) -> str | None:
 
 def most_confused_with(bundle: Any, cls: str) -> str | None:
     """The class that the target model most often predicts for instances of ``cls``."""
+    from tlexplorer.class_layouts import most_confused
+
     try:
         conf = bundle.table("confusion")
     except Exception:
         return None
-    rows = conf.filter(conf["class"].cast(str) == str(cls))
-    if rows.height == 0:
-        return None
-    for column in ("target_misclassified", "source_misclassified"):
-        if column not in rows.columns:
-            continue
-        entries = rows[column][0]
-        if entries is None:
-            continue
-        entries = entries.to_list() if hasattr(entries, "to_list") else list(entries)
-        for entry in entries:
-            name = str(entry["class"]) if isinstance(entry, dict) else str(entry[0])
-            if name != str(cls):
-                return name
-    return None
+    return most_confused(conf, cls)
 
 
 class Session(param.Parameterized):

@@ -24,7 +24,9 @@ import panel as pn
 import param
 
 from tlexplorer.aggregates import ALL, aggregates_for, short_layer_names
+from tlexplorer.app.links import batched, held_link
 from tlexplorer.app.state import Session
+from tlexplorer.app.thumbnails import feature_image_url
 from tlexplorer.app.views import SOURCE_COLOR, TABLE_CONFIGURATION, TABLE_STYLESHEETS, TARGET_COLOR
 from tlexplorer.app.views.neuron_detail import (_call_in_session, _session_doc, feature_vis_service,
                                                 img_html, placeholder_html, unavailable_html)
@@ -59,26 +61,28 @@ def mirrored_histogram_svg(source_counts, target_counts, *, width: int = 112, he
     ps = s / s.sum() if s.sum() > 0 else np.zeros(bins)
     pt = t / t.sum() if t.sum() > 0 else np.zeros(bins)
     peak = max(ps.max(initial=0), pt.max(initial=0)) or 1.0
-    mid = height / 2
-    bw = width / bins
-    rects = []
+    # drawn in integer units (10 per bin across, tenths of a pixel up and down) and stretched to
+    # the size, one path per domain of "M x y h w v h h -w z" boxes: a ranking list of many rows
+    # sends these on every scope change, so they stay short
+    mid = height * 5
+    above, below = [], []
     for i in range(bins):
-        hs = ps[i] / peak * (mid - 1) if i < len(ps) else 0
-        ht = pt[i] / peak * (mid - 1) if i < len(pt) else 0
+        hs = round(ps[i] / peak * (mid - 10)) if i < len(ps) else 0
+        ht = round(pt[i] / peak * (mid - 10)) if i < len(pt) else 0
         if hs > 0:
-            rects.append(f"<rect x='{i * bw:.1f}' y='{mid - hs:.1f}' width='{bw * 0.9:.1f}' "
-                         f"height='{hs:.1f}' fill='{SOURCE_COLOR}'/>")
+            above.append(f"M{i * 10} {mid - hs}h9v{hs}h-9z")
         if ht > 0:
-            rects.append(f"<rect x='{i * bw:.1f}' y='{mid:.1f}' width='{bw * 0.9:.1f}' "
-                         f"height='{ht:.1f}' fill='{TARGET_COLOR}'/>")
+            below.append(f"M{i * 10} {mid}h9v{ht}h-9z")
     title = ""
     if lo is not None and hi is not None:
         title = (f"<title>conductance {lo:.3g} to {hi:.3g}; source {int(s.sum())} (above), "
                  f"target {int(t.sum())} (below)</title>")
+    paths = "".join(f"<path fill='{color}' d='{''.join(boxes)}'/>"
+                    for color, boxes in ((SOURCE_COLOR, above), (TARGET_COLOR, below)) if boxes)
     return (f"<svg class='tlx-mirror-hist' width='{width}' height='{height}' "
-            f"viewBox='0 0 {width} {height}' xmlns='http://www.w3.org/2000/svg'>{title}"
-            f"<line x1='0' y1='{mid}' x2='{width}' y2='{mid}' stroke='#666' stroke-width='0.7'/>"
-            + "".join(rects) + "</svg>")
+            f"viewBox='0 0 {bins * 10} {height * 10}' preserveAspectRatio='none'>{title}"
+            f"<path d='M0 {mid}H{bins * 10}' stroke='#666' stroke-width='0.7' "
+            f"vector-effect='non-scaling-stroke'/>{paths}</svg>")
 
 
 def active_axes(ranking: pd.DataFrame | Any, checked: list, top: int = TOP_AXES) -> list[tuple[str, int]]:
@@ -145,6 +149,7 @@ class FeatureView(pn.viewable.Viewer):
     axes = param.List(default=[], constant=True,
                       doc="(layer, neuron) of the biplot axes drawn now")
     plot_height = param.Integer(default=420, doc="Height of the discriminability plot (px)")
+    plot_revision = param.Integer(default=0, doc="Bumped when the plot's data change")
     points = param.Array(default=None, constant=True,
                          doc="The plot's points now: (M_s + M_t, 2), source rows first, "
                              "projected over the active neurons (``axes``)")
@@ -177,9 +182,9 @@ class FeatureView(pn.viewable.Viewer):
         # linked_axes=False: Panel would otherwise tie these axes to other views' "x"/"y" axes
         self._plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=self.plot_height,
                                        linked_axes=False, css_classes=["tlx-discriminability-plot"])
-        self._plot_points = None
-        self._xlim: "tuple[float, float] | None" = None
-        self._points_key: "tuple | None" = None
+        self._plot_caption = pn.pane.HTML("", margin=(0, 5, 0, 10))
+        self._shown: dict = {}
+        self._shade = False
         self.session.param.watch(self._on_scope, ["feature_scope"])
         self.session.param.watch(self._on_order, ["feature_order"])
         self.session.param.watch(self._on_checked, ["checked_neurons"])
@@ -197,12 +202,25 @@ class FeatureView(pn.viewable.Viewer):
             return self._images[key]
         image = self._service.get("target", layer, neuron)
         if image is not None:
-            out = img_html(image, THUMB_PX, f"target {layer} #{neuron}", TARGET_COLOR)
+            out = self._computed_image_html(key, image)
             self._images[key] = out
             return out
         if self._service.unavailable:
             return unavailable_html(THUMB_PX, self._service.unavailable)
         return placeholder_html(THUMB_PX)
+
+    def _computed_image_html(self, key: tuple[str, int], image: np.ndarray) -> str:
+        """A computed image as a URL when served (a few bytes per row, cached by the browser),
+        else inline."""
+        layer, neuron = key
+        title = f"target {layer} #{neuron}"
+        names = self._agg.layer_names
+        if not (self.session.thumbnail_urls and layer in names):
+            return img_html(image, THUMB_PX, title, TARGET_COLOR)
+        url = feature_image_url(self.session.bundle.key, "target", names.index(layer), neuron)
+        return (f"<img src='{url}' width='{THUMB_PX}' height='{THUMB_PX}' "
+                f"title='{html.escape(title)}' style='image-rendering:pixelated;"
+                f"border:1px solid {TARGET_COLOR};display:block'>")
 
     def _base_frame(self, scope: str) -> pd.DataFrame:
         """The scope's rows with their histogram SVGs, most discriminative first (built once)."""
@@ -250,7 +268,7 @@ class FeatureView(pn.viewable.Viewer):
             if isinstance(result, BaseException):
                 value = unavailable_html(THUMB_PX, f"{type(result).__name__}: {result}")
             else:
-                value = img_html(result, THUMB_PX, f"target {key[0]} #{key[1]}", TARGET_COLOR)
+                value = self._computed_image_html(key, result)
                 self._images[key] = value
 
             def apply() -> None:
@@ -270,18 +288,22 @@ class FeatureView(pn.viewable.Viewer):
                     key, f.exception() if f.exception() is not None else f.result()))
 
     # ------------------------------------------------------------------ reactions
+    # each reaction sends its table and plot changes to the browser as one message
     def _on_scope(self, *events: Any) -> None:
-        self._refresh_table()
-        self._refresh_plot(rebuild=True)
+        with batched():
+            self._refresh_table()
+            self._refresh_plot()
 
     def _on_order(self, *events: Any) -> None:
-        self._refresh_table()
-        self._refresh_plot()
+        with batched():
+            self._refresh_table()
+            self._refresh_plot()
 
     def _on_checked(self, *events: Any) -> None:
-        if not self._syncing:
-            self._sync_selection()
-        self._refresh_plot()
+        with batched():
+            if not self._syncing:
+                self._sync_selection()
+            self._refresh_plot()
 
     def _refresh_table(self) -> None:
         frame = self._frame()
@@ -354,42 +376,79 @@ class FeatureView(pn.viewable.Viewer):
             self._table.patch({"axis": changed})
 
     # ------------------------------------------------------------------ plot
-    def _points_element(self, proj: dict):
+    # The plot is built once: DynamicMaps whose elements keep their kind and number whatever is
+    # shown, so that a scope change or a check updates the figure's data in place (one message)
+    # instead of sending and laying out a new figure.
+    def _build_plot(self):
+        import datashader as ds
+        import holoviews as hv
+        from holoviews.operation.datashader import datashade, dynspread
+
+        stream = hv.streams.Params(self, ["plot_revision"])
+        # rasterized when the largest scope (all classes) has more points than the threshold
+        self._shade = len(self._agg.discriminability_projection(ALL, [])["x"]) \
+            > DATASHADE_THRESHOLD
+        points = hv.DynamicMap(self._points_frame, streams=[stream])
+        if self._shade:
+            points = dynspread(datashade(
+                points, aggregator=ds.count_cat("domain"),
+                color_key={"source": SOURCE_COLOR, "target": TARGET_COLOR}, min_alpha=60),
+                threshold=0.6, max_px=3)
+        axes = hv.DynamicMap(self._axes_frame, streams=[stream])
+        boundary = hv.VLine(0).opts(color="#555555", line_dash="dashed", line_width=1)
+        return (points * boundary * axes).opts(
+            title="Domain discriminability", xlabel="classifier direction u (decision boundary at 0)",
+            ylabel="first principal component g", show_legend=True, legend_position="top",
+            legend_opts={"orientation": "horizontal"}, framewise=True,
+            responsive=True, height=self.plot_height, toolbar="above")
+
+    def _points_frame(self, plot_revision: int = 0):
         import holoviews as hv
 
-        n = len(proj["x"])
+        proj = self._shown["points"]
         df = pd.DataFrame({"x": proj["x"], "y": proj["y"], "domain": proj["domain"].astype(str)})
-        if n > DATASHADE_THRESHOLD:
-            import datashader as ds
-            from holoviews.operation.datashader import datashade, dynspread
-
-            points = hv.Points(df, ["x", "y"], ["domain"])
-            shaded = datashade(points, aggregator=ds.count_cat("domain"),
-                               color_key={"source": SOURCE_COLOR, "target": TARGET_COLOR},
-                               min_alpha=60)
-            return dynspread(shaded, threshold=0.6, max_px=3)
+        if self._shade:
+            return hv.Points(df, ["x", "y"], ["domain"]).opts(framewise=True)
         src = hv.Points(df[df["domain"] == "source"], ["x", "y"], ["domain"],
                         label="source").opts(marker="x", color=SOURCE_COLOR, size=6, alpha=0.7,
-                                            line_width=1.2)
+                                            line_width=1.2, framewise=True)
         tgt = hv.Points(df[df["domain"] == "target"], ["x", "y"], ["domain"],
                         label="target").opts(marker="circle", fill_color=None,
-                                            line_color=TARGET_COLOR, size=6, alpha=0.7)
+                                            line_color=TARGET_COLOR, size=6, alpha=0.7,
+                                            framewise=True)
         return src * tgt
 
-    def _axes_element(self, proj: dict, axes: list[tuple[str, int]]):
+    def _axes_frame(self, plot_revision: int = 0):
         import holoviews as hv
 
+        parts = self._shown["axes"]
+        xy = ["x0", "y0", "x1", "y1"]
+        # framewise (on each element: HoloViews reads it there): the ranges follow each update
+        arrows = hv.Segments(parts["arrows"], xy, ["label"]).opts(
+            color="#333333", line_width=1.5, framewise=True)
+        heads = hv.Segments(parts["heads"], xy).opts(color="#333333", line_width=1.5,
+                                                      framewise=True)
+        leaders = hv.Segments(parts["leaders"], xy).opts(
+            color="#999999", line_width=0.8, line_dash="dotted", framewise=True)
+        labels = [hv.Labels(parts[f"labels_{align}"], ["x", "y"], ["label"]).opts(
+            text_font_size="9pt", text_color="#111111", text_align=align, text_baseline="middle",
+            framewise=True) for align in ("left", "right")]
+        # invisible: the ends of the longest labels, so that the ranges make room for them
+        room = hv.Points(parts["room"], ["x", "y"]).opts(alpha=0, size=1, framewise=True)
+        return arrows * heads * leaders * labels[0] * labels[1] * room
+
+    def _axes_parts(self, proj: dict, axes: list[tuple[str, int]]) -> dict:
+        """The arrows, heads, labels and leader lines of the biplot's axes, as frames."""
         sel = self._agg.discriminability_projection(self.scope, axes)
-        vec = np.asarray(sel["axes"], dtype=np.float64)
+        vec = np.asarray(sel["axes"], dtype=np.float64).reshape(-1, 2)
         extent = max(float(np.abs(proj["x"]).max(initial=1e-9)),
                      float(np.abs(proj["y"]).max(initial=1e-9)))
         norm = float(np.abs(vec).max(initial=0.0))
         scale = 0.85 * extent / norm if norm > 0 else 1.0
         end = vec * scale
-        seg = pd.DataFrame({"x0": 0.0, "y0": 0.0, "x1": end[:, 0] if len(end) else [],
-                            "y1": end[:, 1] if len(end) else [], "label": sel["axis_label"]})
-        segments = hv.Segments(seg, ["x0", "y0", "x1", "y1"], ["label"]).opts(
-            color="#333333", line_width=1.5)
+        xy = ["x0", "y0", "x1", "y1"]
+        arrows = pd.DataFrame({"x0": 0.0, "y0": 0.0, "x1": end[:, 0], "y1": end[:, 1],
+                               "label": list(sel["axis_label"])})
         # arrow heads: two short strokes per arrow, built in coordinates scaled to the plot's
         # extents so that they look alike whatever the axes' aspect
         sx = max(float(np.ptp(proj["x"])) if len(proj["x"]) else 1.0, 1e-9)
@@ -405,8 +464,6 @@ class FeatureView(pn.viewable.Viewer):
                 c, s_ = np.cos(turn), np.sin(turn)
                 back = -np.array([c * u[0] - s_ * u[1], s_ * u[0] + c * u[1]]) * 0.025
                 heads.append((x1, y1, x1 + back[0] * sx, y1 + back[1] * sy))
-        heads = hv.Segments(pd.DataFrame(heads, columns=["x0", "y0", "x1", "y1"]),
-                            ["x0", "y0", "x1", "y1"]).opts(color="#333333", line_width=1.5)
         short = short_layer_names(self._agg.layer_names)
         texts = [f"{short.get(str(l), l)} #{int(n)}" for l, n in
                  zip(sel["axis_layer"], sel["axis_neuron"])]
@@ -417,67 +474,61 @@ class FeatureView(pn.viewable.Viewer):
         span_y = max(float(np.ptp(shown_y)), 1e-9)
         placed = place_labels(end, texts, span_x=span_x, span_y=span_y, char_width=CHAR_WIDTH,
                               line_height=LINE_HEIGHT)
-        labels = []
-        for align in ("left", "right"):
-            rows = [(px, py, text) for (px, py, a), text in zip(placed, texts) if a == align]
-            frame = pd.DataFrame(rows, columns=["x", "y", "label"])
-            labels.append(hv.Labels(frame, ["x", "y"], ["label"]).opts(
-                text_font_size="9pt", text_color="#111111", text_align=align,
-                text_baseline="middle"))
+        labels = {align: pd.DataFrame(
+            [(px, py, text) for (px, py, a), text in zip(placed, texts) if a == align],
+            columns=["x", "y", "label"]) for align in ("left", "right")}
         # a label moved off its arrow's end (crowded arrows) keeps a thin leader line to it
         leaders = pd.DataFrame(
             [(x1, y1, px, py) for (x1, y1), (px, py, _a) in zip(end, placed)
-             if abs(py - y1) > 1e-9 * max(span_y, 1.0)], columns=["x0", "y0", "x1", "y1"])
-        leaders = hv.Segments(leaders, ["x0", "y0", "x1", "y1"]).opts(
-            color="#999999", line_width=0.8, line_dash="dotted")
+             if abs(py - y1) > 1e-9 * max(span_y, 1.0)], columns=xy)
         # room for the labels: the plot's x range reaches past the longest one
-        ends = [px + (1 if a == "left" else -1) * CHAR_WIDTH * len(t) * span_x
-                for (px, _py, a), t in zip(placed, texts)]
-        xs = np.concatenate([shown_x, ends])
-        self._xlim = (float(xs.min()) - 0.03 * span_x, float(xs.max()) + 0.03 * span_x)
-        return segments * heads * leaders * labels[0] * labels[1]
+        room = pd.DataFrame(
+            [(px + (1 if a == "left" else -1) * (CHAR_WIDTH * len(t) + 0.03) * span_x, py)
+             for (px, py, a), t in zip(placed, texts)], columns=["x", "y"])
+        return {"arrows": arrows, "heads": pd.DataFrame(heads, columns=xy), "leaders": leaders,
+                "labels_left": labels["left"], "labels_right": labels["right"], "room": room}
 
-    def _refresh_plot(self, rebuild: bool = False) -> None:
-        import holoviews as hv
-
+    def _refresh_plot(self) -> None:
         proj = self._agg.discriminability_projection(self.scope, [])
         self._mark_axes()
         # §5.4.2: the points are projected over the active neurons (top five or checked) only
         active = self._agg.active_projection(self.scope, self.axes)
         if active is not None:
             proj = dict(proj, x=active[:, 0], y=active[:, 1])
-        key = (self.scope, tuple(self.axes) if active is not None else None)
-        if rebuild or self._plot_points is None or key != self._points_key:
-            self._plot_points = self._points_element(proj)
-            self._points_key = key
         with param.edit_constant(self):
             self.points = np.column_stack([proj["x"], proj["y"]])
-        boundary = hv.VLine(0).opts(color="#555555", line_dash="dashed", line_width=1)
+        self._shown = {"points": proj, "axes": self._axes_parts(proj, self.axes)}
         cv = proj.get("cv_accuracy")
-        title = ("Domain discriminability" + (f" · CV {cv:.3f}" if cv is not None else "")
-                 + (f" · {len(self.axes)} neurons" if active is not None else ""))
-        overlay = (self._plot_points * boundary * self._axes_element(proj, self.axes)).opts(
-            title=title, xlabel="classifier direction u (decision boundary at 0)",
-            ylabel="first principal component g", show_legend=True, legend_position="top",
-            legend_opts={"orientation": "horizontal"},
-            responsive=True, height=self.plot_height, toolbar="above", xlim=self._xlim)
-        self._plot.object = overlay
+        self._plot_caption.object = (
+            "<span style='font-size:12px;color:#555'>"
+            + (f"Domain classifier CV accuracy {cv:.3f}" if cv is not None else "")
+            + (f" · points projected over the {len(self.axes)} neurons with arrows"
+               if active is not None else "") + "</span>")
+        if self._plot.object is None:
+            self._plot.object = self._build_plot()
+        else:
+            self.plot_revision += 1
+
+    def plot_elements(self):
+        """The elements the plot shows now (points, or the points to rasterize, and axes)."""
+        return self._points_frame() * self._axes_frame()
 
     # ------------------------------------------------------------------ panel
     def __panel__(self):
         if self._layout is None:
             s = self.session
             labels = {("All classes" if c == ALL else str(c)): c for c in s.param.feature_scope.objects}
-            scope = pn.widgets.Select.from_param(s.param.feature_scope, name="Scope", width=150)
-            scope.options = labels
-            order = pn.widgets.RadioButtonGroup.from_param(
-                s.param.feature_order, name="Order", button_type="default", margin=(22, 5, 5, 5))
+            scope = held_link(pn.widgets.Select(name="Scope", options=labels, width=150), s,
+                              "feature_scope")
+            order = held_link(pn.widgets.RadioButtonGroup(
+                name="Order", options=list(s.param.feature_order.objects), button_type="default",
+                margin=(22, 5, 5, 5)), s, "feature_order")
             clear = pn.widgets.Button(name="Clear checks", width=100, margin=(22, 5, 5, 5))
             clear.on_click(lambda _e: setattr(s, "checked_neurons", []))
             # Fig. 1 D: the ranking list above the discriminability plot (fits a narrow column)
             self._layout = pn.Column(
                 pn.FlexBox(pn.pane.HTML("<b>Features</b>", margin=(22, 10, 5, 5)), scope, order,
                            clear, flex_wrap="wrap", sizing_mode="stretch_width"),
-                self._summary, self._table, self._plot,
+                self._summary, self._table, self._plot_caption, self._plot,
                 sizing_mode="stretch_width", css_classes=["tlx-feature-view"])
         return self._layout

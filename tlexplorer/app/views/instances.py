@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -29,12 +30,14 @@ import pandas as pd
 import panel as pn
 import param
 import polars as pl
-from bokeh.models import HoverTool
+from bokeh.models import CustomJSHover, HoverTool
 from holoviews.operation.datashader import rasterize
 
+from tlexplorer import class_layouts
 from tlexplorer.app import jobs, thumbnails
 from tlexplorer.app.export import PLOT_TOOLS, csv_download
 from tlexplorer.app.loading import bundle_identity, derived
+from tlexplorer.app.links import batched, held_link
 from tlexplorer.app.state import Session
 from tlexplorer.app.text import escaped_options
 from tlexplorer.app.views import (DOMAIN_COLORS, DOMAIN_MARKERS, MISPREDICTED_COLOR, SOURCE_COLOR,
@@ -52,7 +55,7 @@ TOOLTIP = """
   <div>{image}</div>
   <div style="font-size:11px;line-height:1.35;">
     <div><b>@instance_id</b></div>
-    <div>domain: @domain</div>
+    <div>domain: @marker{domain}</div>
     <div>label: @class_name</div>
     <div>target model: @prediction</div>
   </div>
@@ -131,7 +134,6 @@ DETAIL_TOOLTIPS = {
 }
 
 #: Instances up to which a class set is laid out on its own (t-SNE of ~2,400 takes ~3 s here).
-MAX_CLASS_LAYOUT = 20_000
 MAX_CACHED_LAYOUTS = 64
 # (bundle identity, class set) -> layout: shared by every session of the process, read-only
 _LAYOUT_LOCK = threading.Lock()
@@ -150,6 +152,16 @@ def tooltip_template(bundle_key: "str | None") -> str:
     url = thumbnails.thumbnail_url(bundle_key, 0).replace("/0.png", "/@row.png")
     return TOOLTIP.replace("{image}", f'<img src="{url}" width="48" height="48" '
                                       'style="image-rendering:pixelated;border:1px solid #ccc;">')
+
+
+def domain_formatter(bundle: Any) -> CustomJSHover:
+    """The hover card's domain line, from the point's marker (one per domain) in the browser:
+    a column of domain names would repeat one of two texts for every point on every update."""
+    table = bundle.table("instances").select("role", "domain").unique()
+    names = {DOMAIN_MARKERS.get(str(role), "circle"): f"{domain} ({role})"
+             for role, domain in table.iter_rows()}
+    # json: a safe JS literal whatever the dataset calls its domains (Bokeh escapes the output)
+    return CustomJSHover(code=f"const names = {json.dumps(names)}; return names[value] ?? value;")
 
 
 def thumbnail_uri(bundle: Any, row: int) -> str:
@@ -287,6 +299,12 @@ def warm_up() -> None:
         _WARMED[0] = True
 
 
+def details_height(rows: int) -> int:
+    """The class details table's height: the same for one and two classes (a focus class alone or
+    with its most confused), since a new height makes the browser lay the page out again."""
+    return min(75 + 30 * max(rows, 2), 200)
+
+
 # ---------------------------------------------------------------------- the view
 class InstanceView(pn.viewable.Viewer):
     """Class selector, class details and the projection scatter of one session."""
@@ -333,6 +351,7 @@ class InstanceView(pn.viewable.Viewer):
         # one card, for the instance nearest the pointer, not a list of all under it
         self._urls = bool(self.session.thumbnail_urls and bundle.has("thumbnails"))
         self._hover = HoverTool(tooltips=tooltip_template(bundle.key if self._urls else None),
+                                formatters={"@marker": domain_formatter(bundle)},
                                 name="tlx-instance-hover", limit=1)
         self._compute_subset()
         self._range = hv.streams.RangeXY()
@@ -356,56 +375,63 @@ class InstanceView(pn.viewable.Viewer):
     @param.depends("session.selected_classes", "domain", watch=True)
     def _on_filter(self) -> None:
         classes = tuple(sorted(self.session.selected_classes))
-        if classes != self._shown_classes:  # another class set: its own layout, no old selection
-            self._shown_classes = classes
-            self._override = None
-            self.reprojected = False
-            self.session.selected_instances = []
-            self._start_class_layout()
-        self._compute_subset()
-        self.revision += 1
+        with batched():  # one message to the browser for the whole class change
+            if classes != self._shown_classes:  # another class set: its layout, no old selection
+                self._shown_classes = classes
+                self._override = None
+                self.session.selected_instances = []
+                if self._start_class_layout():
+                    return  # a stored layout: drawn already, once
+                self.reprojected = False
+            self._compute_subset()
+            self.revision += 1
 
     # ------------------------------------------------------------------ the classes' own layout
     def _class_rows(self, classes: "tuple[str, ...]") -> np.ndarray:
         names = instance_frame(self.bundle)["class_name"].astype(str).to_numpy()
-        return np.flatnonzero(np.isin(names, list(classes))).astype(np.int64)
+        return class_layouts.class_rows(names, classes)
 
-    def _start_class_layout(self) -> None:
-        """Lay the selected classes' instances out on their own (paper §5.2), in the background;
-        the global layout shows meanwhile, and a class set laid out before comes from the cache."""
+    def _start_class_layout(self) -> bool:
+        """Lay the selected classes' instances out on their own (paper §5.2). A focus class's set
+        was laid out by ``analyze`` into the bundle's cache; other sets are laid out in the
+        background (the global layout shows meanwhile) and kept in memory and in the cache.
+
+        Returns True when a stored layout was drawn at once."""
         if self._class_job is not None:
             self._class_job.cancel()
             self._class_job = None
         classes = self._shown_classes
-        if not self.project_classes or not classes or len(classes) == len(self._classes) \
-                or not self.bundle.has("embedding"):
-            return
+        if not self.project_classes or not self.bundle.has("embedding"):
+            return False
         rows = self._class_rows(classes)
-        if not 5 <= len(rows) <= MAX_CLASS_LAYOUT:
-            return
+        if not class_layouts.wants_own_layout(len(rows), len(classes), len(self._classes)):
+            return False
         key = (bundle_identity(self.bundle), classes)
         with _LAYOUT_LOCK:
             cached = _CLASS_LAYOUTS.get(key)
             if cached is not None:
                 _CLASS_LAYOUTS.move_to_end(key)
+        if cached is None:
+            cached = class_layouts.cached_layout(self.bundle, classes, len(rows))
+            if cached is not None:
+                self._remember_layout(key, cached)
         if cached is not None:
             self._show_class_layout(classes, rows, cached)
-            return
-        from tlexplorer.analysis.embedding import project_subset
-
-        embeddings = np.asarray(self.bundle.array("embedding"))
-        layout = np.asarray(self.bundle.array("tsne"))
+            return True
 
         def done(xy) -> None:
             self.reprojecting = False
             if job.cancelled.is_set():
                 return  # stopped early for another class set: neither cached nor shown
             xy = np.asarray(xy, dtype=np.float32)
-            with _LAYOUT_LOCK:
-                _CLASS_LAYOUTS[key] = xy
-                while len(_CLASS_LAYOUTS) > MAX_CACHED_LAYOUTS:
-                    _CLASS_LAYOUTS.popitem(last=False)
+            self._remember_layout(key, xy)
             self._show_class_layout(classes, rows, xy)
+
+        def compute(callback=None):
+            xy = class_layouts.lay_out(self.bundle, rows, callback=callback)
+            if not job.cancelled.is_set():
+                class_layouts.store_layout(self.bundle, classes, xy)  # False: read-only bundle
+            return xy
 
         def failed(_exc: BaseException) -> None:
             self.reprojecting = False
@@ -415,10 +441,17 @@ class InstanceView(pn.viewable.Viewer):
 
         self.reprojecting = True
         names = ", ".join(classes)
-        job = jobs.submit(self.session, project_subset, embeddings, layout, rows,
-                          label=f"Laying out classes {names}", on_progress=progress,
-                          on_done=done, on_error=failed, random_state=0, n_jobs=1)
+        job = jobs.submit(self.session, compute, label=f"Laying out classes {names}",
+                          on_progress=progress, on_done=done, on_error=failed, min_interval=0.5)
         self._class_job = job
+        return False
+
+    @staticmethod
+    def _remember_layout(key: tuple, xy: np.ndarray) -> None:
+        with _LAYOUT_LOCK:
+            _CLASS_LAYOUTS[key] = xy
+            while len(_CLASS_LAYOUTS) > MAX_CACHED_LAYOUTS:
+                _CLASS_LAYOUTS.popitem(last=False)
 
     def _show_class_layout(self, classes: "tuple[str, ...]", rows: np.ndarray,
                            xy: np.ndarray) -> None:
@@ -489,26 +522,29 @@ class InstanceView(pn.viewable.Viewer):
         frame = sub[["x", "y", "class_name", "role", "mispredicted", "row"]].copy()
         # colours and markers as plain columns: HoloViews maps them as they are, where a
         # dim().categorize() transform would look at every point's category (a third of a render)
-        frame["color"] = frame["class_name"].map(self._colors).astype(object).fillna("#999999")
+        # markers as a plain column: HoloViews maps them as they are, where a dim().categorize()
+        # transform would look at every point's category (a third of a render); colours come
+        # from a colour mapper in the browser (class name -> colour), the domain from the marker
         frame["marker"] = frame["role"].map(DOMAIN_MARKERS).astype(object).fillna("circle")
         frame["class_name"] = frame["class_name"].astype(str)
-        frame["role"] = frame["role"].astype(str)
         frame["instance_id"] = info["instance_id"].to_list()
-        frame["domain"] = [f"{d} ({r})" for d, r in zip(info["domain"].to_list(),
-                                                         frame["role"])]
         frame["prediction"] = [
             (names[p] if 0 <= p < len(names) else str(p)) + ("" if p == lab else " ✗")
             for p, lab in zip(preds, labels)]
-        if self._urls:  # the hover card asks the server for the row's image
-            frame["thumb"] = [""] * len(rows)
-        else:  # notebooks, panel serve: the images themselves, while there are few
+        if not self._urls:  # notebooks, panel serve: the images themselves, while there are few
             frame["thumb"] = ([thumbnail_img(thumbnail_uri(self.bundle, r), 48) for r in rows]
                               if thumbs else [""] * len(rows))
+        # served, the hover card asks the server for the row's image (no column for it)
         return frame
 
-    GLYPH_VDIMS = ["class_name", "role", "mispredicted", "row", "color", "marker", "instance_id",
-                   "domain",
-                   "prediction", "thumb"]
+    #: What the glyphs carry to the browser: style and hover card only (every column is sent on
+    #: each class switch, so nothing else: the role is in ``domain``, mispredictions have their
+    #: own glyph).
+    GLYPH_VDIMS = ["class_name", "row", "marker", "instance_id", "prediction"]
+
+    @property
+    def glyph_vdims(self) -> list[str]:
+        return self.GLYPH_VDIMS + ([] if self._urls else ["thumb"])
 
     def _render(self, x_range=None, y_range=None, width=None, height=None, revision=0,
                 **_ignored):
@@ -538,7 +574,7 @@ class InstanceView(pn.viewable.Viewer):
                                    y_range=y_range, width=w, height=h,
                                    colors=self._color_array, visible=visible)
             raster = hv.RGB(img, bounds=bounds, vdims=list("RGBA"), group="Density")
-            glyphs = self._empty_points("Instances", self.GLYPH_VDIMS)
+            glyphs = self._empty_points("Instances", self.glyph_vdims)
             mis = self._empty_points("Mispredicted", ["marker"])
             mode = "raster"
         else:
@@ -546,7 +582,7 @@ class InstanceView(pn.viewable.Viewer):
                             group="Density")
             vis = self._sub[mask]
             frame = self._glyph_frame(vis, thumbs=visible <= self.hover_thumbnails)
-            glyphs = hv.Points(frame, ["x", "y"], self.GLYPH_VDIMS, group="Instances")
+            glyphs = hv.Points(frame, ["x", "y"], self.glyph_vdims, group="Instances")
             mis = hv.Points(frame[frame["mispredicted"].to_numpy()][["x", "y", "marker"]],
                             ["x", "y"], ["marker"], group="Mispredicted")
             mode = "glyphs"
@@ -563,7 +599,8 @@ class InstanceView(pn.viewable.Viewer):
             # framewise: every frame's ranges come from its elements (set to the view's range)
             "RGB.Density": {"alpha": 1.0, "framewise": True},
             "Points.Instances": {
-                "color": "color", "marker": "marker", "size": 9, "line_width": 1.8, "fill_alpha": 0.8,
+                "color": "class_name", "cmap": dict(self._colors), "marker": "marker", "size": 9,
+                "line_width": 1.8, "fill_alpha": 0.8,
                 # an overlay's own "tools" option is not used by HoloViews: tools go on a layer
                 "tools": [self._hover, "box_select", "lasso_select", "tap"],
                 "nonselection_alpha": 0.25, "framewise": True},
@@ -739,7 +776,7 @@ class InstanceView(pn.viewable.Viewer):
             self._panes["legend"].object = self.legend_html()
             frame = self.details_frame().to_pandas()
             self._panes["details"].param.update(
-                value=frame, height=min(75 + 30 * max(len(frame), 1), 200))
+                value=frame, height=details_height(len(frame)))
 
     @param.depends("tapped_row", watch=True)
     def _update_tap_detail(self) -> None:
@@ -755,9 +792,10 @@ class InstanceView(pn.viewable.Viewer):
         if self._layout is not None:
             return self._layout
         # Choices.js renders option labels as HTML: labels escaped, values the class names
-        selector = pn.widgets.MultiChoice.from_param(
-            self.session.param.selected_classes, name="Classes", sizing_mode="stretch_width",
-            options=escaped_options(self.session.classes), css_classes=["tlx-class-selector"])
+        selector = held_link(pn.widgets.MultiChoice(
+            name="Classes", sizing_mode="stretch_width",
+            options=escaped_options(self.session.classes), css_classes=["tlx-class-selector"]),
+            self.session, "selected_classes")
         domain = pn.widgets.RadioButtonGroup.from_param(
             self.param.domain, button_type="light", width=200, margin=(25, 5, 5, 5))
         reproject = pn.widgets.Button(name="Re-project selection", button_type="primary",
@@ -781,7 +819,7 @@ class InstanceView(pn.viewable.Viewer):
         details = pn.widgets.Tabulator(
             frame, show_index=False, disabled=True, selectable=False, titles=DETAIL_TITLES,
             layout="fit_columns", sizing_mode="stretch_width",
-            height=min(75 + 30 * max(len(frame), 1), 200),
+            height=details_height(len(frame)),
             configuration=TABLE_CONFIGURATION, stylesheets=TABLE_STYLESHEETS,
             groups=DETAIL_GROUPS, header_tooltips=DETAIL_TOOLTIPS,
             formatters={c: {"type": "money", "precision": 2, "symbol": ""}

@@ -37,20 +37,24 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import OrderedDict
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import (BoxZoomTool, ColumnDataSource, CustomJS, HoverTool, PanTool, Range1d,
-                          ResetTool, SaveTool, TapTool, WheelZoomTool)
+from bokeh.models import (BoxZoomTool, ColumnDataSource, CustomJS, HoverTool, Label, PanTool,
+                          Range1d, ResetTool, SaveTool, TapTool, WheelZoomTool)
 from bokeh.core.property.descriptors import UnsetValueError
 from bokeh.plotting import figure
 
 from tlexplorer.aggregates import BoxStats, Histogram, NetworkBlockData, aggregates_for
+from tlexplorer.app.links import batched, held_link
+from tlexplorer.app.loading import bundle_identity
 from tlexplorer.app.state import Session
 from tlexplorer.app.text import escape
+from tlexplorer.app.wire import json_columns
 from tlexplorer.app.views import SOURCE_COLOR, TARGET_COLOR
 
 log = logging.getLogger(__name__)
@@ -829,10 +833,6 @@ def _in_server_session() -> bool:
     return doc is not None and getattr(doc, "session_context", None) is not None
 
 
-def _cds_data(frame: pd.DataFrame) -> dict:
-    return {c: frame[c].to_numpy() for c in frame.columns}
-
-
 #: Fits the window (the one row of the ``extent`` source) into the plot with square cells, centred
 #: across and at the top; the reset tool returns to this fit. Runs in the browser when the window
 #: or the plot's size change; a new class with the same window keeps the user's zoom.
@@ -879,6 +879,39 @@ def _px(em: float) -> str:
     return f"{round(em * READABLE_UNIT_PX, 1)}px"
 
 
+#: Laid-out classes (with their window and switches) this process keeps for every session: a class
+#: shown before, or laid out ahead by :meth:`NetworkView._lay_out_ahead`, costs no computation.
+RECENT_LAYOUTS = 48
+
+
+class _Recent:
+    """A small least-recently-used map, safe to share between threads."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._items: "OrderedDict[Any, Any]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_LAYOUTS = _Recent(RECENT_LAYOUTS)  # (bundle, class, layers, switches) -> computed result
+_AHEAD: set = set()  # (bundle, layers, switches) being laid out ahead now
+_AHEAD_LOCK = threading.Lock()
+
+
 class NetworkView(pn.viewable.Viewer):
     """The network relation view of the session's focus class (paper §5.3.3).
 
@@ -918,7 +951,11 @@ class NetworkView(pn.viewable.Viewer):
         self._lock = threading.Lock()
         self._job = None
         self._setting_window = False
-        self._sources = {name: ColumnDataSource(data={c: [] for c in cols})
+        self._identity = bundle_identity(self.session.bundle)
+        self._sent: dict[str, dict] = {}  # the columns each source last sent to the browser
+        # named: scripts and benchmarks find them in the browser's document
+        self._sources = {name: ColumnDataSource(data={c: [] for c in cols},
+                                                name=f"tlx-network-{name}")
                          for name, cols in FRAME_COLUMNS.items()}
         self._figure = self._build_figure()
         self._plot_pane = pn.pane.Bokeh(self._figure, sizing_mode="stretch_both", min_height=360,
@@ -1016,7 +1053,8 @@ class NetworkView(pn.viewable.Viewer):
         p = figure(
             tools=[PanTool(), wheel, BoxZoomTool(match_aspect=True), ResetTool(), SaveTool()],
             toolbar_location="above", x_range=x_range, y_range=y_range, min_border=4,
-            sizing_mode="stretch_both", min_width=280, min_height=300, output_backend="canvas")
+            sizing_mode="stretch_both", min_width=280, min_height=300, output_backend="canvas",
+            name="tlx-network-figure")
         p.toolbar.logo = None
         p.toolbar.active_scroll = wheel
         p.axis.visible = False
@@ -1106,6 +1144,13 @@ class NetworkView(pn.viewable.Viewer):
         hover(r_skipped, [("no weights", "@model model, @layer_from → @layer_to"),
                           ("why", "@reason")])
         hover(r_hot, [("", "@text")])
+        # the busy state: text drawn on the canvas, so that showing it moves nothing on the page
+        # (a spinner shown or hidden made the browser lay the page out again: ~0.5 s each)
+        self._busy_label = Label(x=6, y=6, x_units="screen", y_units="screen", text="",
+                                 text_font_size="12px", text_color="#1f77b4",
+                                 background_fill_color="white", background_fill_alpha=0.85,
+                                 name="tlx-network-busy")
+        p.add_layout(self._busy_label)
         tap = TapTool(renderers=[r_labels, r_squares])
         p.add_tools(tap)
         S["labels"].selected.on_change("indices", self._on_label_tap)
@@ -1140,7 +1185,8 @@ class NetworkView(pn.viewable.Viewer):
     def _update_data(self) -> None:
         """Recompute aggregates and layout of the focus class and layers (off the loop when served).
 
-        Served, a background job computes both; the event loop only swaps the data sources.
+        Served, a background job computes both and the columns as they go over the websocket; the
+        event loop only swaps the data sources. A class shown before comes from the view's cache.
         """
         cls, layers = self._request()
         with self._lock:
@@ -1149,37 +1195,84 @@ class NetworkView(pn.viewable.Viewer):
         if cls is None:
             return
         toggles = self._toggles()
-        if not _in_server_session():
-            data = self._agg.network_block_data(cls, layers)
-            self._apply(gen, (data, toggles, self._frames_for(data, toggles)))
+        cached = _LAYOUTS.get(self._key(cls, layers, toggles))
+        if cached is not None or not _in_server_session():
+            self._apply(gen, cached if cached is not None else self._compute(cls, layers, toggles))
             return
         from tlexplorer.app import jobs
 
-        with param.edit_constant(self):
-            self.updating = True
+        self._set_updating(True, f"updating: class {cls}…")
 
         def compute(callback=None):
-            data = self._agg.network_block_data(cls, layers)
-            return data, toggles, self._frames_for(data, toggles)
+            return self._compute(cls, layers, toggles)
 
         self._job = jobs.submit(self.session, compute, label=f"Network view: class {cls}",
                                 on_done=lambda result: self._apply(gen, result),
                                 on_error=lambda exc: self._failed(gen, exc))
 
+    def _key(self, cls: str, layers: Sequence[str], toggles: tuple) -> tuple:
+        return (self._identity, cls, tuple(layers), toggles)
+
+    def _compute(self, cls: str, layers: list[str], toggles: tuple[bool, bool, bool]) -> tuple:
+        """Aggregates, layout and wire columns of one class (any thread); kept for every session."""
+        key = self._key(cls, layers, toggles)
+        cached = _LAYOUTS.get(key)
+        if cached is not None:
+            return cached
+        data = self._agg.network_block_data(cls, layers)
+        frames = self._frames_for(data, toggles)
+        wire = {name: json_columns(f) for name, f in frames.items()}
+        result = (key, data, toggles, frames, wire)
+        _LAYOUTS.put(key, result)
+        return result
+
+    def _lay_out_ahead(self, layers: list[str], toggles: tuple[bool, bool, bool]) -> None:
+        """Lay out the other classes of this window in the background (once per process), so
+        that the next class switch finds its layout ready."""
+        ahead = (self._identity, tuple(layers), toggles)
+        todo = [c for c in self.session.classes
+                if _LAYOUTS.get(self._key(c, layers, toggles)) is None]
+        with _AHEAD_LOCK:
+            if not todo or ahead in _AHEAD:
+                return
+            _AHEAD.add(ahead)
+        from tlexplorer.app import jobs
+
+        def run() -> None:
+            try:
+                for cls in todo:
+                    self._compute(cls, layers, toggles)
+            except Exception:  # a class that fails now fails again, visibly, when chosen
+                log.debug("laying out network classes ahead failed", exc_info=True)
+            finally:
+                with _AHEAD_LOCK:
+                    _AHEAD.discard(ahead)
+        jobs.run_quietly(run)
+
+    def _set_updating(self, updating: bool, text: str = "") -> None:
+        with param.edit_constant(self):
+            self.updating = updating
+        self._busy_label.text = text if updating else ""
+
     def _failed(self, gen: int, exc: BaseException) -> None:
         if gen == self._generation:
-            with param.edit_constant(self):
-                self.updating = False
+            self._set_updating(False)
 
     def _apply(self, gen: int, result: tuple) -> None:
         if gen != self._generation:
             return  # a newer request superseded this one
-        data, toggles, frames = result
+        key, data, toggles, frames, wire = result
         with param.edit_constant(self):
             self.data = data
-            self.updating = False
-        # the switches may have moved while the job ran: lay out again then
-        self._redraw(frames if toggles == self._toggles() else None)
+        with batched():  # the busy text goes with the new data, in one message
+            self._set_updating(False)
+            # the switches may have moved while the job ran: lay out again then
+            if toggles == self._toggles():
+                self._redraw(frames, wire)
+            else:
+                self._redraw()
+        if _in_server_session():
+            self._lay_out_ahead(list(key[2]), toggles)
 
     def wait(self, timeout: float = 30.0) -> None:
         """Block until a background update started by the view has ended (tests, scripts)."""
@@ -1187,23 +1280,40 @@ class NetworkView(pn.viewable.Viewer):
         if job is not None:
             job.wait(timeout)
 
-    def _redraw(self, frames: dict | None = None) -> None:
+    def _redraw(self, frames: dict | None = None, wire: dict | None = None) -> None:
         if self.data is None:
             return
         if frames is None:
             frames = self._frames_for(self.data, self._toggles())
+            wire = None
+        if wire is None:
+            wire = {name: json_columns(frame) for name, frame in frames.items()}
         with param.edit_constant(self):
             self.frames = frames
         sims = frames["blocks"][frames["blocks"]["kind"] == "similarity"]
         lo, hi = (float(sims["sim_lo"].iloc[0]), float(sims["sim_hi"].iloc[0])) if len(sims) \
             else (0.0, 1.0)
-        self._scale_legend.object = similarity_legend(lo, hi, bool(self.session.stretch_similarity))
-        with pn.io.hold():  # one message to the browser for all sources and ranges
-            for name, frame in frames.items():
-                self._sources[name].data = _cds_data(frame)
+        with batched():  # one message to the browser for all sources and ranges
+            self._scale_legend.object = similarity_legend(
+                lo, hi, bool(self.session.stretch_similarity))
+            for name, data in wire.items():
+                self._send(name, data)
             if not self._plot_pane._models:  # once shown, the browser fits (and keeps the zoom)
                 self._fit_ranges_here(frames["extent"])
         self._push()
+
+    def _send(self, name: str, data: dict) -> None:
+        """Give source ``name`` new columns, sending the browser only what it lacks: nothing when
+        they are the same, the changed columns when the row count is (one event, no others)."""
+        sent = self._sent.get(name)
+        self._sent[name] = data
+        if sent == data:
+            return
+        rows = {len(v) for v in data.values()}
+        if sent is not None and sent.keys() == data.keys() and rows == {len(v) for v in sent.values()}:
+            self._sources[name].data.update({c: v for c, v in data.items() if sent[c] != v})
+        else:
+            self._sources[name].data = data
 
     def _fit_ranges_here(self, extent: pd.DataFrame) -> None:
         """Ranges that show the window before any browser fitted it (a first render, an export)."""
@@ -1304,8 +1414,8 @@ class NetworkView(pn.viewable.Viewer):
 
     def _title_bar(self):
         s = self.session
-        cls = pn.widgets.Select.from_param(s.param.focus_class, name="Class", width=120,
-                                           margin=(0, 6))
+        cls = held_link(pn.widgets.Select(name="Class", options=list(s.param.focus_class.objects),
+                                          width=120, margin=(0, 6)), s, "focus_class")
         hide_unimp = pn.widgets.Switch.from_param(s.param.hide_unimportant, name="", width=36)
         hide_src = pn.widgets.Switch.from_param(s.param.hide_source_weights, name="", width=36)
         legend = pn.pane.HTML(
@@ -1324,9 +1434,6 @@ class NetworkView(pn.viewable.Viewer):
             f"Hover a hatched corner for why it has no weights.' "
             f"style='border-bottom:1px dotted #888;cursor:help'>CKA / A-dist?</span>"
             f"</span>", margin=(14, 5, 5, 5), css_classes=["tlx-network-legend"])
-        spinner = pn.indicators.LoadingSpinner(value=self.param.updating,
-                                               visible=self.param.updating, size=20,
-                                               margin=(14, 5))
 
         def switch(widget, text):
             return pn.Row(widget, pn.pane.HTML(f"<span style='white-space:nowrap;font-size:12px'>"
@@ -1335,7 +1442,7 @@ class NetworkView(pn.viewable.Viewer):
         return pn.FlexBox(
             cls, self._window_widgets(),
             switch(hide_unimp, "hide non-important"), switch(hide_src, "hide source weights"),
-            self._similarity_switch(), self._scale_legend, legend, spinner,
+            self._similarity_switch(), self._scale_legend, legend,
             flex_wrap="wrap", align_items="flex-start", sizing_mode="stretch_width",
             css_classes=["tlx-network-titlebar"])
 

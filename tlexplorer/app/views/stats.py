@@ -15,6 +15,7 @@ import param
 import polars as pl
 
 from tlexplorer.app.export import PLOT_TOOLS, csv_download, flatten_for_csv
+from tlexplorer.app.links import batched
 from tlexplorer.app.state import Session
 from tlexplorer.app.views import (NEGATIVE_COLOR, POSITIVE_COLOR, SOURCE_COLOR, TABLE_CONFIGURATION,
                                   TABLE_STYLESHEETS, TARGET_COLOR)
@@ -278,7 +279,8 @@ class StatsView(pn.viewable.Viewer):
             return
         value = self._table.value
         if 0 <= row < len(value):
-            self.select_class(str(value["class"].iloc[row]))
+            with batched():  # everything the class switch changes, in one message
+                self.select_class(str(value["class"].iloc[row]))
 
     def _on_sorters(self, event) -> None:
         if self._syncing or not event.new:
