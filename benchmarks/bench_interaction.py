@@ -100,8 +100,10 @@ def wait_for(url: str, timeout: float = 300) -> float:
 class Probe:
     """One Chromium page of the served app, with its websocket frames counted."""
 
-    def __init__(self, browser, url: str, viewport: tuple[int, int], trace: bool = False):
+    def __init__(self, browser, url: str, viewport: tuple[int, int], trace: bool = False,
+                 js_profile: bool = False):
         self.trace = trace
+        self.js_profile = js_profile
         self.page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
         self.frames: list[tuple[float, int, bool]] = []  # (monotonic, bytes, starts a message)
         self.page.on("websocket", self._on_socket)
@@ -139,9 +141,18 @@ class Probe:
         self.page.evaluate(
             "() => { window.__tlx.events = []; window.__tlx.paints = []; window.__tlx.patches = []; }")
         before = len(self.frames)
+        cdp = None
+        if self.js_profile:  # the browser's CPU profile of this interaction (Chrome DevTools)
+            cdp = self.page.context.new_cdp_session(self.page)
+            cdp.send("Profiler.enable")
+            cdp.send("Profiler.setSamplingInterval", {"interval": 200})
+            cdp.send("Profiler.start")
         t0 = self.page.evaluate("() => performance.now()")
         action(self.page)
         self.wait_quiet(quiet)
+        if cdp is not None:
+            print_js_profile(cdp.send("Profiler.stop")["profile"])
+            cdp.detach()
         state = self.page.evaluate("() => window.__tlx")
         received = self.frames[before:]
         paints = sorted(state["paints"])
@@ -174,6 +185,23 @@ class Probe:
         return {"views": per_view, "frames": len(received),
                 "messages": sum(starts for *_, starts in received),
                 "kb": sum(size for _, size, _ in received) / 1024}
+
+
+def print_js_profile(profile: dict, top: int = 14) -> None:
+    """The functions the browser spent most time in (self time), from a DevTools CPU profile."""
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    deltas = profile.get("timeDeltas", [])
+    self_ms: dict[str, float] = {}
+    for node_id, dt in zip(profile.get("samples", []), deltas):
+        frame = nodes[node_id]["callFrame"]
+        name = frame["functionName"] or "(anonymous)"
+        where = frame["url"].rsplit("/", 1)[-1].split("?")[0]
+        key = f"{name} {where}:{frame['lineNumber']}" if where else name
+        self_ms[key] = self_ms.get(key, 0.0) + dt / 1000.0
+    busy = sum(v for k, v in self_ms.items() if k not in ("(idle)", "(program)"))
+    print(f"  browser CPU profile: {busy:.0f} ms busy; top functions by self time (ms):")
+    for key, ms in sorted(self_ms.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"    {ms:7.1f}  {key}")
 
 
 # ------------------------------------------------------------------------------ interactions
@@ -259,9 +287,9 @@ def plan(page, classes_to_visit: int) -> list[tuple[str, object]]:
         steps.append(("feature scope", choose_scope("All classes")))
         steps.append(("feature scope", choose_scope(current_class(page))))
     for i in range(classes_to_visit):
-        steps.append(("feature check", toggle_feature_check(i)))
+        steps.append(("feature check", toggle_feature_check(6 + i)))  # beyond the top five
     for i in range(classes_to_visit):
-        steps.append(("feature check", toggle_feature_check(i)))
+        steps.append(("feature check", toggle_feature_check(6 + i)))  # beyond the top five
     steps.append(("instance classes", remove_instance_class))
     steps.append(("instance classes", add_instance_class(classes[-1])))
     return steps
@@ -295,6 +323,8 @@ def main(argv=None) -> None:
     parser.add_argument("--quiet", type=float, default=1.5,
                         help="seconds without a message that end an interaction")
     parser.add_argument("--viewport", default="1920x1080")
+    parser.add_argument("--js-profile", action="store_true",
+                        help="print the browser's CPU profile of each interaction")
     parser.add_argument("--only", nargs="*", help="interactions whose names start with these")
     parser.add_argument("--trace", action="store_true",
                         help="print the document changes of each interaction by kind")
@@ -320,7 +350,7 @@ def main(argv=None) -> None:
             warm = Probe(browser, url, viewport)  # fills the browser's cache of the JS bundles
             warm.page.close()
             for _ in range(args.pages):
-                probe = Probe(browser, url, viewport, args.trace)
+                probe = Probe(browser, url, viewport, args.trace, args.js_profile)
                 firsts.append((probe.first_drawn_s, probe.first_idle_s))
                 for name, action in plan(probe.page, args.classes):
                     if args.only and not name.startswith(tuple(args.only)):

@@ -46,6 +46,8 @@ THUMB_PX = 38
 CHAR_WIDTH, LINE_HEIGHT = 0.018, 0.05
 #: Rows (from the top of the current order) whose missing feature visualizations are computed.
 PREFETCH_ROWS = 60
+#: Plots (scope and axes) a view keeps to show again without recomputing them.
+RECENT_PLOTS = 12
 
 
 def mirrored_histogram_svg(source_counts, target_counts, *, width: int = 112, height: int = 38,
@@ -184,6 +186,7 @@ class FeatureView(pn.viewable.Viewer):
                                        linked_axes=False, css_classes=["tlx-discriminability-plot"])
         self._plot_caption = pn.pane.HTML("", margin=(0, 5, 0, 10))
         self._shown: dict = {}
+        self._recent_plots: dict = {}  # (scope, axes) -> what the plot showed, most recent last
         self._shade = False
         self.session.param.watch(self._on_scope, ["feature_scope"])
         self.session.param.watch(self._on_order, ["feature_order"])
@@ -396,46 +399,65 @@ class FeatureView(pn.viewable.Viewer):
                 threshold=0.6, max_px=3)
         axes = hv.DynamicMap(self._axes_frame, streams=[stream])
         boundary = hv.VLine(0).opts(color="#555555", line_dash="dashed", line_width=1)
-        return (points * boundary * axes).opts(
-            title="Domain discriminability", xlabel="classifier direction u (decision boundary at 0)",
-            ylabel="first principal component g", show_legend=True, legend_position="top",
-            legend_opts={"orientation": "horizontal"}, framewise=True,
-            responsive=True, height=self.plot_height, toolbar="above")
+        # styles by group, given once here rather than on each frame's elements (HoloViews
+        # processes options per call: a fifth of an update); framewise on each element: the
+        # ranges follow each update (a scope's points, the labels' room)
+        label = {"text_font_size": "9pt", "text_color": "#111111", "text_baseline": "middle",
+                 "framewise": True}
+        return (points * boundary * axes).opts({
+            "Points.Source": {"marker": "x", "color": SOURCE_COLOR, "size": 6, "alpha": 0.7,
+                              "line_width": 1.2, "framewise": True},
+            "Points.Target": {"marker": "circle", "fill_color": None, "line_color": TARGET_COLOR,
+                              "size": 6, "alpha": 0.7, "framewise": True},
+            "Points.Shaded": {"framewise": True},
+            "Segments.Arrows": {"color": "#333333", "line_width": 1.5, "framewise": True},
+            "Segments.Leaders": {"color": "#999999", "line_width": 0.8, "line_dash": "dotted",
+                                 "framewise": True},
+            "Labels.Left": dict(label, text_align="left"),
+            "Labels.Right": dict(label, text_align="right"),
+            # invisible: the ends of the longest labels, so that the ranges make room for them
+            "Points.Room": {"alpha": 0, "size": 1, "framewise": True},
+            "Overlay": {
+                "title": "Domain discriminability",
+                "xlabel": "classifier direction u (decision boundary at 0)",
+                "ylabel": "first principal component g", "show_legend": True,
+                "legend_position": "top", "legend_opts": {"orientation": "horizontal"},
+                "framewise": True, "responsive": True, "height": self.plot_height,
+                "toolbar": "above"},
+        })
 
     def _points_frame(self, plot_revision: int = 0):
         import holoviews as hv
 
-        proj = self._shown["points"]
-        df = pd.DataFrame({"x": proj["x"], "y": proj["y"], "domain": proj["domain"].astype(str)})
-        if self._shade:
-            return hv.Points(df, ["x", "y"], ["domain"]).opts(framewise=True)
-        src = hv.Points(df[df["domain"] == "source"], ["x", "y"], ["domain"],
-                        label="source").opts(marker="x", color=SOURCE_COLOR, size=6, alpha=0.7,
-                                            line_width=1.2, framewise=True)
-        tgt = hv.Points(df[df["domain"] == "target"], ["x", "y"], ["domain"],
-                        label="target").opts(marker="circle", fill_color=None,
-                                            line_color=TARGET_COLOR, size=6, alpha=0.7,
-                                            framewise=True)
-        return src * tgt
+        shown = self._shown
+        if "points_frame" not in shown:  # built once per scope and axes (a revisit reuses it)
+            proj = shown["points"]
+            df = pd.DataFrame({"x": proj["x"], "y": proj["y"],
+                               "domain": proj["domain"].astype(str)})
+            if self._shade:
+                shown["points_frame"] = hv.Points(df, ["x", "y"], ["domain"], group="Shaded")
+            else:
+                src = hv.Points(df[df["domain"] == "source"], ["x", "y"], ["domain"],
+                                group="Source", label="source")
+                tgt = hv.Points(df[df["domain"] == "target"], ["x", "y"], ["domain"],
+                                group="Target", label="target")
+                shown["points_frame"] = src * tgt
+        return shown["points_frame"]
 
     def _axes_frame(self, plot_revision: int = 0):
         import holoviews as hv
 
-        parts = self._shown["axes"]
-        xy = ["x0", "y0", "x1", "y1"]
-        # framewise (on each element: HoloViews reads it there): the ranges follow each update
-        arrows = hv.Segments(parts["arrows"], xy, ["label"]).opts(
-            color="#333333", line_width=1.5, framewise=True)
-        heads = hv.Segments(parts["heads"], xy).opts(color="#333333", line_width=1.5,
-                                                      framewise=True)
-        leaders = hv.Segments(parts["leaders"], xy).opts(
-            color="#999999", line_width=0.8, line_dash="dotted", framewise=True)
-        labels = [hv.Labels(parts[f"labels_{align}"], ["x", "y"], ["label"]).opts(
-            text_font_size="9pt", text_color="#111111", text_align=align, text_baseline="middle",
-            framewise=True) for align in ("left", "right")]
-        # invisible: the ends of the longest labels, so that the ranges make room for them
-        room = hv.Points(parts["room"], ["x", "y"]).opts(alpha=0, size=1, framewise=True)
-        return arrows * heads * leaders * labels[0] * labels[1] * room
+        shown = self._shown
+        if "axes_frame" not in shown:
+            parts = shown["axes"]
+            xy = ["x0", "y0", "x1", "y1"]
+            arrows = hv.Segments(parts["arrows"], xy, ["label"], group="Arrows")
+            leaders = hv.Segments(parts["leaders"], xy, group="Leaders")
+            left = hv.Labels(parts["labels_left"], ["x", "y"], ["label"], group="Left")
+            right = hv.Labels(parts["labels_right"], ["x", "y"], ["label"], group="Right")
+            room = hv.Points(parts["room"], ["x", "y"], group="Room")
+            shown["axes_frame"] = arrows * leaders * left * right * room
+        return shown["axes_frame"]
 
     def _axes_parts(self, proj: dict, axes: list[tuple[str, int]]) -> dict:
         """The arrows, heads, labels and leader lines of the biplot's axes, as frames."""
@@ -485,25 +507,36 @@ class FeatureView(pn.viewable.Viewer):
         room = pd.DataFrame(
             [(px + (1 if a == "left" else -1) * (CHAR_WIDTH * len(t) + 0.03) * span_x, py)
              for (px, py, a), t in zip(placed, texts)], columns=["x", "y"])
-        return {"arrows": arrows, "heads": pd.DataFrame(heads, columns=xy), "leaders": leaders,
+        # the heads' strokes drawn with the arrows (one glyph)
+        heads = pd.DataFrame(heads, columns=xy).assign(label="")
+        return {"arrows": pd.concat([arrows, heads], ignore_index=True), "leaders": leaders,
                 "labels_left": labels["left"], "labels_right": labels["right"], "room": room}
 
     def _refresh_plot(self) -> None:
-        proj = self._agg.discriminability_projection(self.scope, [])
         self._mark_axes()
-        # §5.4.2: the points are projected over the active neurons (top five or checked) only
-        active = self._agg.active_projection(self.scope, self.axes)
-        if active is not None:
-            proj = dict(proj, x=active[:, 0], y=active[:, 1])
+        key = (self.scope, tuple(self.axes))
+        shown = self._recent_plots.pop(key, None)
+        if shown is None:
+            proj = self._agg.discriminability_projection(self.scope, [])
+            # §5.4.2: the points are projected over the active neurons (top five or checked)
+            active = self._agg.active_projection(self.scope, self.axes)
+            if active is not None:
+                proj = dict(proj, x=active[:, 0], y=active[:, 1])
+            shown = {"points": proj, "axes": self._axes_parts(proj, self.axes),
+                     "active": active is not None}
+        self._recent_plots[key] = shown  # most recent last
+        while len(self._recent_plots) > RECENT_PLOTS:
+            self._recent_plots.pop(next(iter(self._recent_plots)))
+        self._shown = shown
+        proj, active = shown["points"], shown["active"]
         with param.edit_constant(self):
             self.points = np.column_stack([proj["x"], proj["y"]])
-        self._shown = {"points": proj, "axes": self._axes_parts(proj, self.axes)}
         cv = proj.get("cv_accuracy")
         self._plot_caption.object = (
             "<span style='font-size:12px;color:#555'>"
             + (f"Domain classifier CV accuracy {cv:.3f}" if cv is not None else "")
             + (f" · points projected over the {len(self.axes)} neurons with arrows"
-               if active is not None else "") + "</span>")
+               if active else "") + "</span>")
         if self._plot.object is None:
             self._plot.object = self._build_plot()
         else:

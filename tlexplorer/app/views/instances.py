@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import json
 import threading
 from collections import OrderedDict
@@ -135,6 +136,9 @@ DETAIL_TOOLTIPS = {
 
 #: Instances up to which a class set is laid out on its own (t-SNE of ~2,400 takes ~3 s here).
 MAX_CACHED_LAYOUTS = 64
+#: Point sets and rendered frames a view keeps, so that a revisited class draws at once.
+RECENT_FRAMES = 16
+_REPROJECTIONS = itertools.count()
 # (bundle identity, class set) -> layout: shared by every session of the process, read-only
 _LAYOUT_LOCK = threading.Lock()
 _CLASS_LAYOUTS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
@@ -344,6 +348,9 @@ class InstanceView(pn.viewable.Viewer):
         self._shown_classes = tuple(sorted(self.session.selected_classes))
         self._class_job: "jobs.Job | None" = None
         self._override_kind = ""  # "classes" (their own layout) or "selection" (re-projected)
+        self._override_token: "tuple | None" = None  # names the override's positions
+        self._frame_token: tuple = ()  # names the shown point set (see _compute_subset)
+        self._recent: "OrderedDict[tuple, Any]" = OrderedDict()  # shown sets and frames
         self._size = DEFAULT_SIZE
         self._job: "jobs.Job | None" = None
         self._layout = None
@@ -459,12 +466,21 @@ class InstanceView(pn.viewable.Viewer):
             return  # the user moved on meanwhile
         self._override = (rows, np.asarray(xy, dtype=np.float64))
         self._override_kind = "classes"
+        self._override_token = ("classes", classes)
         self._compute_subset()
         self.reprojected = True
         self.revision += 1
 
     def _compute_subset(self) -> None:
-        """The rows the scatter shows (selected classes, domain filter, re-projection)."""
+        """The rows the scatter shows (selected classes, domain filter, re-projection); a set
+        shown before (a revisited class) comes from the view's recent ones."""
+        token = (tuple(sorted(self.session.selected_classes)), self.domain,
+                 self._override_token if self._override is not None else None)
+        self._frame_token = token
+        recent = self._remember(("subset", token))
+        if recent is not None:
+            self._sub, self._sx, self._sy, self._points, self._mis_points = recent
+            return
         base = instance_frame(self.bundle)
         if self._override is not None:
             rows, xy = self._override
@@ -485,6 +501,20 @@ class InstanceView(pn.viewable.Viewer):
         self._points = hv.Points(sub, ["x", "y"], ["class_name", "role", "mispredicted", "row"])
         mis = sub[sub["mispredicted"].to_numpy()]
         self._mis_points = hv.Points(mis, ["x", "y"], ["class_name"])
+        self._remember(("subset", token), (self._sub, self._sx, self._sy, self._points,
+                                           self._mis_points))
+
+    def _remember(self, key: tuple, value: Any = None) -> Any:
+        """Get (or with ``value``, put) one of the view's recent subsets and frames."""
+        if value is None:
+            value = self._recent.get(key)
+            if value is not None:
+                self._recent.move_to_end(key)
+            return value
+        self._recent[key] = value
+        while len(self._recent) > RECENT_FRAMES:
+            self._recent.popitem(last=False)
+        return value
 
     @property
     def shown_rows(self) -> np.ndarray:
@@ -563,10 +593,17 @@ class InstanceView(pn.viewable.Viewer):
         visible = int(mask.sum())
         # the plot's pixel size only matters to a raster: glyphs stay as they are when the
         # browser reports its size (else the whole scatter would be sent twice on every load)
-        key = (revision, tuple(x_range), tuple(y_range), self.raster_threshold,
+        key = ("frame", self._frame_token, tuple(x_range), tuple(y_range), self.raster_threshold,
                self.hover_thumbnails, self._size if visible > self.raster_threshold else None)
         if self._last_frame is not None and self._last_frame[0] == key:
             return self._last_frame[1]  # HoloViews asks again once it set the range stream
+        recent = self._remember(key)
+        if recent is not None:  # a point set shown before, at the same range (a revisit)
+            mode, overlay = recent
+            self.param.update(mode=mode, visible_count=visible)
+            self._rendered_range = (tuple(x_range), tuple(y_range))
+            self._last_frame = (key, overlay)
+            return overlay
         self._rendered_range = (tuple(x_range), tuple(y_range))
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
         if visible > self.raster_threshold:
@@ -590,6 +627,7 @@ class InstanceView(pn.viewable.Viewer):
         overlay = hv.Overlay([raster, mis, glyphs]).redim.range(x=tuple(x_range),
                                                                  y=tuple(y_range))
         self._last_frame = (key, overlay)
+        self._remember(key, (mode, overlay))
         return overlay
 
     def plot(self) -> hv.DynamicMap:
@@ -699,6 +737,7 @@ class InstanceView(pn.viewable.Viewer):
             return
         self._override = (rows, xy)
         self._override_kind = "selection"
+        self._override_token = ("selection", next(_REPROJECTIONS))
         self._compute_subset()
         self.reprojected = True
         self.revision += 1
