@@ -531,12 +531,12 @@ class FeatureView(pn.viewable.Viewer):
         proj, active = shown["points"], shown["active"]
         with param.edit_constant(self):
             self.points = np.column_stack([proj["x"], proj["y"]])
-        cv = proj.get("cv_accuracy")
+        # what the points are (the classifier's accuracy is in the summary above the list)
         self._plot_caption.object = (
             "<span style='font-size:12px;color:#555'>"
-            + (f"Domain classifier CV accuracy {cv:.3f}" if cv is not None else "")
-            + (f" · points projected over the {len(self.axes)} neurons with arrows"
-               if active else "") + "</span>")
+            + (f"Points projected over the {len(self.axes)} neurons drawn as arrows "
+               "(the top five and the checked ones)." if active else
+               "Points projected over all neurons.") + "</span>")
         if self._plot.object is None:
             self._plot.object = self._build_plot()
         else:
