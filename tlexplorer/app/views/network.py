@@ -1340,8 +1340,9 @@ class NetworkView(pn.viewable.Viewer):
         i = int(new[0])
         src = self._sources["labels"]
         model, layer, neuron = src.data["model"][i], src.data["layer"][i], src.data["neuron"][i]
-        src.selected.indices = []
-        self.select_neuron(str(model), str(layer), int(neuron))
+        with batched():  # the panel, its images and the cleared highlight in one message
+            src.selected.indices = []
+            self.select_neuron(str(model), str(layer), int(neuron))
 
     def _on_square_tap(self, attr: str, old: list, new: list) -> None:
         if not new:
@@ -1350,8 +1351,9 @@ class NetworkView(pn.viewable.Viewer):
         d = self._sources["squares"].data
         key = (str(d["model"][i]), str(d["layer_from"][i]), str(d["layer_to"][i]),
                int(d["n1"][i]), int(d["n2"][i]))
-        self._sources["squares"].selected.indices = []
-        self.select_weight(*key)
+        with batched():
+            self._sources["squares"].selected.indices = []
+            self.select_weight(*key)
 
     def select_neuron(self, model: str, layer: str, neuron: int) -> None:
         """What a click on a neuron index does: select it and open its detail panel."""
