@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tlexplorer.app.links import is_shown
 from tlexplorer.aggregates import aggregates_for
 from tlexplorer.app.state import Session
 from tlexplorer.app.views.network import (FIT_PAD, MAX_WINDOW_LAYERS, READABLE_UNIT_PX,
@@ -226,16 +227,16 @@ def test_taps_select_neuron_and_weight(session):
     labels.selected.indices = [i]  # what Bokeh's TapTool does in the browser
     assert session.selected_neuron == want
     assert labels.selected.indices == []
-    assert view.neuron_detail.panel.visible
+    assert is_shown(view.neuron_detail.panel)
     assert "tlx-neuron-detail" in view.neuron_detail.panel.css_classes
     squares = view._sources["squares"]
     squares.selected.indices = [0]
     d = squares.data
     assert session.selected_weight == (d["model"][0], d["layer_from"][0], d["layer_to"][0],
                                        int(d["n1"][0]), int(d["n2"][0]))
-    assert view.weight_detail._panel.visible
+    assert is_shown(view.weight_detail._panel)
     session.selected_neuron = None
-    assert not view.neuron_detail.panel.visible
+    assert not is_shown(view.neuron_detail.panel)
 
 
 def test_panel_builds(session):
@@ -285,9 +286,9 @@ def test_neuron_detail_lists_similar_neurons(session, bundle):
     from tlexplorer.app.views.neuron_detail import NeuronDetail
 
     detail = NeuronDetail(session=session)
-    assert not detail.panel.visible
+    assert not is_shown(detail.panel)
     session.selected_neuron = ("target", NAMES[1], 3)
-    assert detail.panel.visible
+    assert is_shown(detail.panel)
     top = aggregates_for(bundle).top_similar("target", NAMES[1], 3, session.focus_class, k=5)
     import panel as pn
 
@@ -606,9 +607,9 @@ def test_details_float_over_the_plot_and_the_busy_text_shows_only_while_updating
     details = _find(layout, "tlx-network-details")[0]
     assert details in plot.objects  # inside the plot area, out of its flow: no width taken
     assert details.styles["position"] == "absolute" and plot.styles["position"] == "relative"
-    assert not details.visible
+    assert not is_shown(details)
     view.select_neuron("target", NAMES[1], 3)
-    assert details.visible and view.neuron_detail.panel.visible
+    assert is_shown(details) and is_shown(view.neuron_detail.panel)
     # busy: a text on the canvas (nothing on the page moves); idle: nothing that looks like a control
     assert not layout.select(pn.indicators.LoadingSpinner)
     assert view._busy_label.text == ""

@@ -44,4 +44,20 @@ def held_link(widget: Any, obj: Any, name: str) -> Any:
     return widget
 
 
-__all__ = ["batched", "held_link"]
+def set_shown(panel: Any, shown: bool) -> None:
+    """Show or hide ``panel`` by its CSS ``display``, not by ``visible``: Bokeh lays the whole page
+    out again when a model's ``visible`` changes (0.4 s on the dashboard, measured), and not for a
+    style. ``is_shown`` reads it back."""
+    styles = dict(panel.styles or {})
+    # "" clears the inline style in the browser (a key left out would keep the old value there)
+    wanted = "" if shown else "none"
+    if styles.get("display", "") != wanted:
+        panel.styles = {**styles, "display": wanted}
+
+
+def is_shown(panel: Any) -> bool:
+    """Whether :func:`set_shown` shows ``panel`` (and it is visible)."""
+    return bool(panel.visible) and (panel.styles or {}).get("display") != "none"
+
+
+__all__ = ["batched", "held_link", "is_shown", "set_shown"]

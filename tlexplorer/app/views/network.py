@@ -50,7 +50,7 @@ from bokeh.core.property.descriptors import UnsetValueError
 from bokeh.plotting import figure
 
 from tlexplorer.aggregates import BoxStats, Histogram, NetworkBlockData, aggregates_for
-from tlexplorer.app.links import batched, held_link
+from tlexplorer.app.links import batched, held_link, set_shown
 from tlexplorer.app.loading import bundle_identity
 from tlexplorer.app.state import Session
 from tlexplorer.app.text import escape
@@ -1460,8 +1460,9 @@ class NetworkView(pn.viewable.Viewer):
                     "box-shadow": "0 2px 10px rgba(0,0,0,0.25)", "border-radius": "4px"})
 
         def show(*_events: Any) -> None:
-            details.visible = (self.session.selected_neuron is not None
-                               or self.session.selected_weight is not None)
+            shown = (self.session.selected_neuron is not None
+                     or self.session.selected_weight is not None)
+            set_shown(details, shown)
         self.session.param.watch(show, ["selected_neuron", "selected_weight"])
         show()
         return details

@@ -27,6 +27,7 @@ import panel as pn
 import param
 
 from tlexplorer.aggregates import aggregates_for
+from tlexplorer.app.links import set_shown
 from tlexplorer.app.state import Session
 from tlexplorer.app.views import SOURCE_COLOR, TARGET_COLOR
 
@@ -436,7 +437,7 @@ class NeuronDetail(pn.viewable.Viewer):
         self._body = pn.Column(sizing_mode="stretch_width", margin=0)
         self._panel = pn.Column(
             pn.Row(self._title, self._close, sizing_mode="stretch_width"), self._body,
-            css_classes=["tlx-neuron-detail"], visible=False, sizing_mode="stretch_width",
+            css_classes=["tlx-neuron-detail"], sizing_mode="stretch_width",
             styles={"border": "1px solid #dddddd", "border-radius": "4px",
                     "background": "#ffffff"}, margin=(5, 5))
         self.session.param.watch(self._refresh, ["selected_neuron", "focus_class"])
@@ -449,7 +450,7 @@ class NeuronDetail(pn.viewable.Viewer):
     def _refresh(self, *events: Any) -> None:
         sel = self.session.selected_neuron
         if sel is None or self.session.focus_class is None:
-            self._panel.visible = False
+            set_shown(self._panel, False)
             self._body.objects = []
             return
         model, layer, neuron = sel
@@ -500,7 +501,7 @@ class NeuronDetail(pn.viewable.Viewer):
                          f"{html.escape(str(cls))} that activate it most</b>"
                          f"<div style='display:flex;gap:3px'>{thumbs}</div>", margin=(2, 5)),
         ]
-        self._panel.visible = True
+        set_shown(self._panel, True)
 
     def __panel__(self):
         return self._panel
@@ -526,7 +527,7 @@ class WeightDetail(pn.viewable.Viewer):
         self._map = pn.pane.HTML("", margin=2)
         self._panel = pn.Column(
             pn.Row(self._title, self._close, sizing_mode="stretch_width"), self._body,
-            css_classes=["tlx-weight-detail"], visible=False, sizing_mode="stretch_width",
+            css_classes=["tlx-weight-detail"], sizing_mode="stretch_width",
             styles={"border": "1px solid #dddddd", "border-radius": "4px",
                     "background": "#ffffff"}, margin=(5, 5))
         self._request_key = None
@@ -537,7 +538,7 @@ class WeightDetail(pn.viewable.Viewer):
         sel = self.session.selected_weight
         cls = self.session.focus_class
         if sel is None or cls is None:
-            self._panel.visible = False
+            set_shown(self._panel, False)
             self._body.objects = []
             return
         model, lf, lt, n1, n2 = sel
@@ -602,7 +603,7 @@ class WeightDetail(pn.viewable.Viewer):
                                                   f" #{n2}</span>", margin=(0, 2)))),
             map_row,
         ]
-        self._panel.visible = True
+        set_shown(self._panel, True)
 
     def __panel__(self):
         return self._panel
