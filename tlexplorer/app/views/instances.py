@@ -38,7 +38,7 @@ from tlexplorer import class_layouts
 from tlexplorer.app import jobs, thumbnails
 from tlexplorer.app.export import PLOT_TOOLS, csv_download
 from tlexplorer.app.loading import bundle_identity, derived
-from tlexplorer.app.links import batched, held_link
+from tlexplorer.app.links import batched, held_link, set_shown
 from tlexplorer.app.state import Session
 from tlexplorer.app.text import escaped_options
 from tlexplorer.app.views import (DOMAIN_COLORS, DOMAIN_MARKERS, MISPREDICTED_COLOR, SOURCE_COLOR,
@@ -840,12 +840,15 @@ class InstanceView(pn.viewable.Viewer):
         reproject = pn.widgets.Button(name="Re-project selection", button_type="primary",
                                       width=170, css_classes=["tlx-reproject"])
         reproject.on_click(lambda _e: self.reproject_selection())
-        reset = pn.widgets.Button(name="Show full projection", width=170,
-                                  visible=self.param.reprojected)
+        reset = pn.widgets.Button(name="Show full projection", width=170)
         reset.on_click(lambda _e: self.reset_projection())
         progress = pn.indicators.Progress(
             value=(self.param.progress.rx() * 100).rx.pipe(int), max=100, width=150, height=16,
-            visible=self.param.reprojecting, margin=(12, 5))
+            margin=(12, 5))
+        # shown and hidden by CSS (a `visible` change lays the whole page out again)
+        for widget, name in ((reset, "reprojected"), (progress, "reprojecting")):
+            set_shown(widget, getattr(self, name))
+            self.param.watch(lambda e, w=widget: set_shown(w, e.new), name)
         plot = pn.pane.HoloViews(self.plot(), sizing_mode="stretch_both", min_height=300,
                                  css_classes=["tlx-instance-scatter"])
         downloads = pn.Row(
