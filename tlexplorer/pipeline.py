@@ -40,6 +40,8 @@ class AnalyzeOptions:
     per_class: "int | None" = None            # instances per class and domain attributed (None: all)
     batch_size: int = 64
     internal_batch_size: "int | None" = None  # path points per forward/backward (memory bound)
+    max_chunk_mib: "int | None" = None        # most MiB of hooked outputs per pass (None: TLX_MAX_CHUNK_MIB,
+                                              # else a tenth of the memory free on the device)
     device: "str | None" = None
     neuron_fraction: float = 0.1              # the paper's top 10% important neurons
     k_weights: "int | None" = None            # top-k weights per instance and kept (None: see weights)
@@ -54,10 +56,22 @@ class AnalyzeOptions:
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
+    def max_chunk_bytes(self) -> "int | None":
+        """The bound on one conductance pass's hooked outputs, in bytes: ``max_chunk_mib``, else
+        ``TLX_MAX_CHUNK_MIB``, else None (the memory free on the device decides alone)."""
+        from .config import settings
+
+        mib = self.max_chunk_mib if self.max_chunk_mib is not None else settings().max_chunk_mib
+        if mib is None:
+            return None
+        if not isinstance(mib, int) or isinstance(mib, bool) or mib < 1:
+            raise ValueError(f"max_chunk_mib must be a positive whole number of MiB, got {mib!r}")
+        return mib << 20
+
     def fingerprint(self) -> str:
         """Identity of everything that changes the bundle's numbers (resume only if equal)."""
         keep = {k: v for k, v in self.to_json().items()
-                if k not in ("device", "batch_size", "internal_batch_size", "feature_vis")}
+                if k not in ("device", "batch_size", "internal_batch_size", "max_chunk_mib", "feature_vis")}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -273,7 +287,7 @@ def _stage_conductance(ctx: _Context) -> None:
                 result, report = layer_conductance(
                     model, ctx.layer_names, ctx.loader(part), None, n_steps=opts.n_steps,
                     method=opts.method, internal_batch_size=opts.internal_batch_size,
-                    device=ctx.device, return_report=True, completeness_tol=None,
+                    max_chunk_bytes=opts.max_chunk_bytes(), device=ctx.device, return_report=True, completeness_tol=None,
                     callback=bar.update)
                 for name, layer in zip(names, ctx.layer_names):
                     ctx.writer.write_chunk(name, chunk, result[layer].numpy().astype(np.float32))
