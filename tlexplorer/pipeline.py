@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from . import __version__
 from ._progress import fraction_bar_format
+from ._stages import StageLog
 from .config import package_versions, resolve_device
 from .errors import BundleError, LayerError
 
@@ -92,10 +93,15 @@ class _Context:
     rows: dict = field(default_factory=dict)  # {"source": rows (M_s,), "target": rows (M_t,)}
     warnings: list = field(default_factory=list)
     completeness: dict = field(default_factory=dict)  # {combo: {layer: pooled relative gap}}
-    stage_seconds: dict = field(default_factory=dict)  # {stage: wall seconds}: the closing table
+    stages: StageLog = field(default_factory=StageLog)  # seconds and peak memory per stage
     # {(model, layer_from): {(model, class, layer_from): top weights}} counted on a Dask cluster
     weight_tops: dict = field(default_factory=dict)
     pair_relations: "list | None" = None  # [models.dataflow.PairRelation], from the data flow
+
+    @property
+    def stage_seconds(self) -> dict:
+        """{stage: wall seconds}: the table ``analyze`` ends with."""
+        return self.stages.seconds
 
     @property
     def layer_names(self) -> list:
@@ -129,14 +135,13 @@ class _RowsDataset(torch.utils.data.Dataset):
 
 # ------------------------------------------------------------------------------------------- stages
 def _timed(name: str):
-    """Add a stage's wall time to ``ctx.stage_seconds[name]`` (the table ``analyze`` ends with)."""
+    """Add a stage's wall time and peak memory to ``ctx.stages`` under ``name`` (the table
+    ``analyze`` ends with, and the manifest's ``stages``)."""
     def decorate(stage):
         @functools.wraps(stage)
         def timed(ctx: _Context, *args):
-            started = time.perf_counter()
-            result = stage(ctx, *args)
-            ctx.stage_seconds[name] = ctx.stage_seconds.get(name, 0.0) + time.perf_counter() - started
-            return result
+            with ctx.stages.measure(name):
+                return stage(ctx, *args)
         return timed
     return decorate
 
@@ -652,11 +657,10 @@ def _tqdm(ctx: "_Context | None", iterable=None, **kwargs):
 
 
 @contextlib.contextmanager
-def _stage(seconds: dict, name: str):
-    """Time one stage of the analysis into ``seconds[name]`` (the summary table at the end)."""
-    started = time.perf_counter()
-    yield
-    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+def _stage(stages: StageLog, name: str):
+    """Time one stage of the analysis (and its peak memory) into ``stages`` under ``name``."""
+    with stages.measure(name):
+        yield
 
 
 def stage_table(seconds: dict, warnings: "list[str]" = ()) -> str:
@@ -722,7 +726,9 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     models = {"source": source.to(device).eval(), "target": target.to(device).eval()}
     layers = hidden_layers(target, options.layers)
     hidden_layers(source, [l.name for l in layers])  # the same layers must exist in both models
-    seconds = {"run, data and models": time.perf_counter() - started}
+    stages = StageLog(device)
+    stages.add_seconds("run, data and models", time.perf_counter() - started)
+    seconds = stages.seconds
 
     # Completed work of an interrupted analysis is reused only for the same options and inputs.
     fingerprint = hashlib.sha256(json.dumps([options.fingerprint(), run.config.get("checkpoints"),
@@ -732,7 +738,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         if progress:
             print(f"{out}: already analysed with these options and inputs (--restart recomputes it)")
         if options.feature_vis:
-            with _stage(seconds, "feature visualizations"):
+            with _stage(stages, "feature visualizations"):
                 _precompute_feature_vis(finished, models, finished.table("neurons"), device=device,
                                         progress=progress)
         if progress:
@@ -741,14 +747,14 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
 
     writer = BundleWriter(out, resume=resume, fingerprint=fingerprint)
     ctx = _Context(run=run, data=data, models=models, layers=layers, writer=writer, options=options,
-                   device=device, progress=progress, stage_seconds=seconds)
+                   device=device, progress=progress, stages=stages)
     torch.manual_seed(options.seed)
     _stage_instances(ctx)
     _select_rows(ctx)
     if client is not None:  # the stages below then find their model passes' arrays done
         from .cluster.chunked import run_chunked_passes
 
-        with _stage(seconds, "model passes on the Dask cluster"):
+        with _stage(stages, "model passes on the Dask cluster"):
             run_chunked_passes(ctx, client)
     _stage_predictions(ctx)
     _stage_projection(ctx)
@@ -785,11 +791,12 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         "completeness_exempt": _completeness_exempt(ctx),
         "layer_pairs": [r.as_dict() for r in _pair_relations(ctx)],
         "warnings": ctx.warnings,
+        **stages.as_manifest(),
     }
     path = writer.finalize(manifest)
     seconds["bundle"] = time.perf_counter() - started
     if options.feature_vis:
-        with _stage(seconds, "feature visualizations"):
+        with _stage(stages, "feature visualizations"):
             _precompute_feature_vis(open_bundle(path), models, neurons, device=device, progress=progress)
     if progress:
         print(stage_table(seconds, ctx.warnings))
