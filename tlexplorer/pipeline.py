@@ -47,6 +47,7 @@ class AnalyzeOptions:
     neuron_fraction: float = 0.1              # the paper's top 10% important neurons
     k_weights: "int | None" = None            # top-k weights per instance and kept (None: see weights)
     cv: int = 10                              # folds of the domain classifier (Algorithm 1)
+    a_distance_max_per_domain: "int | None" = 2000  # balanced subsample of the proxy A-distance
     seed: int = 0
     feature_vis: bool = False                 # precompute important neurons' visualizations
     feature_vis_steps: int = 128
@@ -510,7 +511,7 @@ def _empty_weights() -> pl.DataFrame:
 def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     """Domain discriminability (§5.4.1, Algorithm 1) of the target model's important neurons, per
     class and over all classes, with the projection and biplot axes of §5.4.2."""
-    from .analysis.discriminability import domain_discriminability
+    from .analysis.discriminability import fit_scopes
     from .bundle import safe_component
 
     if ctx.writer.has_table("discriminability"):
@@ -521,12 +522,17 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     scopes.append((ALL, np.arange(len(ctx.rows["source"])), np.arange(len(ctx.rows["target"]))))
     cond_s = {l: np.asarray(ctx.writer.read_array(f"conductance/target_on_source/{l}")) for l in ctx.layer_names}
     cond_t = {l: np.asarray(ctx.writer.read_array(f"conductance/target_on_target/{l}")) for l in ctx.layer_names}
-    rows, summary = [], []
-    for scope, pos_s, pos_t in _tqdm(ctx, scopes, desc="domain discriminability"):
+    inputs = []  # (scope, columns, source features, target features)
+    for scope, pos_s, pos_t in scopes:
         columns = [(l, n) for l in ctx.layer_names for n in _important(neurons, "target", scope, l)]
-        src = np.column_stack([cond_s[l][pos_s, n] for l, n in columns]).astype(np.float64)
-        tgt = np.column_stack([cond_t[l][pos_t, n] for l, n in columns]).astype(np.float64)
-        fitted = domain_discriminability(src, tgt, cv=ctx.options.cv, random_state=ctx.options.seed)
+        inputs.append((scope, columns,
+                       np.column_stack([cond_s[l][pos_s, n] for l, n in columns]).astype(np.float64),
+                       np.column_stack([cond_t[l][pos_t, n] for l, n in columns]).astype(np.float64)))
+    # one process per scope (as many as there are CPUs): every fit is seeded, so the same as in turn
+    fits = fit_scopes([(src, tgt) for _, _, src, tgt in inputs], cv=ctx.options.cv,
+                      random_state=ctx.options.seed)
+    rows, summary = [], []
+    for (scope, columns, src, tgt), fitted in zip(inputs, fits):
         coef = np.asarray(fitted.coef_, dtype=np.float64)
         order = np.lexsort((np.arange(len(coef)), -np.abs(coef)))
         rank = np.empty(len(coef), dtype=np.int64)
@@ -535,7 +541,7 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
                                   "neuron": np.array([n for _, n in columns], dtype=np.int64),
                                   "coef": coef, "rank": rank}))
         summary.append({"scope": scope, "cv_accuracy": float(fitted.cv_accuracy_), "C": float(fitted.C_),
-                        "n_source": len(pos_s), "n_target": len(pos_t), "n_features": len(columns)})
+                        "n_source": len(src), "n_target": len(tgt), "n_features": len(columns)})
         ctx.writer.write_array(f"discriminability/{safe_component(scope)}/projection", np.asarray(fitted.projection_, np.float32))
         ctx.writer.write_array(f"discriminability/{safe_component(scope)}/axes", np.asarray(fitted.axes_, np.float32))
         # what the app needs to project over a subset of neurons (§5.4.2: the top five or the
@@ -550,26 +556,31 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
 
 @_timed("layer metrics")
 def _stage_layer_metrics(ctx: _Context) -> None:
-    """Beyond the paper: linear CKA between the models and proxy A-distance per layer and model."""
+    """Beyond the paper: linear CKA between the models (float64, on the analysis's device) and
+    proxy A-distance per layer and model (on a balanced subsample, docs/analysis-choices.md)."""
     from .analysis.discrepancy import proxy_a_distance
-    from .analysis.similarity import linear_cka
+    from .analysis.similarity import linear_cka_torch
 
     if ctx.writer.has_table("layer_metrics"):
         return
 
     def act(combo, layer):
-        return np.asarray(ctx.writer.read_array(f"activations/{combo}/{layer}"), dtype=np.float64)
+        return np.asarray(ctx.writer.read_array(f"activations/{combo}/{layer}"))
+
+    def a_distance(source, target):
+        return float(proxy_a_distance(source, target, random_state=ctx.options.seed,
+                                      max_per_domain=ctx.options.a_distance_max_per_domain))
 
     records = []
     for layer in _tqdm(ctx, ctx.layer_names, desc="layer metrics (CKA, A-distance)", unit="layer"):
+        a = {combo: act(combo, layer) for combo in
+             ("source_on_source", "source_on_target", "target_on_source", "target_on_target")}
         records.append({
             "layer": layer,
-            "cka_target_data": float(linear_cka(act("source_on_target", layer), act("target_on_target", layer))),
-            "cka_source_data": float(linear_cka(act("source_on_source", layer), act("target_on_source", layer))),
-            "a_distance_source_model": float(proxy_a_distance(act("source_on_source", layer), act("source_on_target", layer),
-                                                              random_state=ctx.options.seed)),
-            "a_distance_target_model": float(proxy_a_distance(act("target_on_source", layer), act("target_on_target", layer),
-                                                              random_state=ctx.options.seed)),
+            "cka_target_data": linear_cka_torch(a["source_on_target"], a["target_on_target"], device=ctx.device),
+            "cka_source_data": linear_cka_torch(a["source_on_source"], a["target_on_source"], device=ctx.device),
+            "a_distance_source_model": a_distance(a["source_on_source"], a["source_on_target"]),
+            "a_distance_target_model": a_distance(a["target_on_source"], a["target_on_target"]),
         })
     ctx.writer.write_table("layer_metrics", pl.DataFrame(records))
 
