@@ -51,6 +51,7 @@ class StageLog:
         self.seconds: dict = {}
         self.peak_rss: dict = {}
         self.peak_device: dict = {}
+        self.background: dict = {}  # {name: seconds} of work beside the stages (not in the total)
         self.rss_scope = "stage"
 
     @contextlib.contextmanager
@@ -79,9 +80,10 @@ class StageLog:
 
     def as_manifest(self) -> dict:
         """``{"peak_rss_scope": ..., "stages": {name: {"seconds", "peak_rss_bytes",
-        "peak_device_bytes"}}}`` in the order the stages ran."""
+        "peak_device_bytes"}}, "background": {name: seconds}}`` in the order the stages ran."""
         return {"peak_rss_scope": self.rss_scope,
                 "stages": {name: {"seconds": round(seconds, 3),
                                   "peak_rss_bytes": self.peak_rss.get(name),
                                   "peak_device_bytes": self.peak_device.get(name)}
-                           for name, seconds in self.seconds.items()}}
+                           for name, seconds in self.seconds.items()},
+                "background": {name: round(seconds, 3) for name, seconds in self.background.items()}}

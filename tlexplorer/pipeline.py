@@ -98,6 +98,14 @@ class _Context:
     # {(model, layer_from): {(model, class, layer_from): top weights}} counted on a Dask cluster
     weight_tops: dict = field(default_factory=dict)
     pair_relations: "list | None" = None  # [models.dataflow.PairRelation], from the data flow
+    background: object = None  # a BackgroundLayout while the t-SNE runs beside the model passes
+    torch_threads: "int | None" = None  # torch's threads before the background took its share
+
+    def poll_background(self) -> None:
+        """Give torch its threads back once the background t-SNE has finished."""
+        if self.torch_threads is not None and (self.background is None or self.background.done()):
+            torch.set_num_threads(self.torch_threads)
+            self.torch_threads = None
 
     @property
     def stage_seconds(self) -> dict:
@@ -216,11 +224,72 @@ def _stage_predictions(ctx: _Context) -> None:
         ctx.writer.write_array(f"predictions/{model_name}", predictions.labels.numpy().astype(np.int64))
 
 
+#: Fewest instances whose t-SNE runs in a background process beside the model passes; below, it takes
+#: a few seconds and runs in turn (a spawned process costs ~2 s to start and import).
+BACKGROUND_TSNE_MIN_POINTS = 5_000
+
+
+def _tsne_threads(device: torch.device, cpus: int) -> int:
+    """Threads of the background t-SNE: on a GPU machine all CPUs but one (the one that drives the
+    GPU; from 4 threads on the t-SNE uses Barnes-Hut, whose forces spread over them); on a CPU-only
+    one a quarter of them (at least 1: the FFT gradient is single-threaded), the rest stay with torch
+    (docs/performance.md, "t-SNE")."""
+    if device.type == "cuda":
+        return max(1, cpus - 1)
+    return max(1, cpus // 4)
+
+
+def _cpus() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _start_projection(ctx: _Context) -> None:
+    """Start the t-SNE in a background process when it pays (enough instances, a spare CPU): the
+    model passes that follow keep the GPU or torch's threads busy meanwhile. On the CPU torch gives
+    the t-SNE's threads up until it finishes (two thread pools on the same cores slow both down)."""
+    from ._background import BackgroundLayout
+
+    cpus = _cpus()
+    if (ctx.writer.has_array("tsne") or len(ctx.instances) < BACKGROUND_TSNE_MIN_POINTS
+            or (ctx.device.type == "cpu" and cpus < 2)):
+        return
+    jobs = _tsne_threads(ctx.device, cpus)
+    with ctx.stages.measure("t-SNE projection (start in the background)"):
+        embedding = np.asarray(ctx.writer.read_array("embedding"))
+        ctx.background = BackgroundLayout(embedding, random_state=ctx.options.seed, n_jobs=jobs)
+    if ctx.device.type == "cpu":
+        ctx.torch_threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, min(ctx.torch_threads, cpus - jobs)))
+    if ctx.progress:
+        print(f"t-SNE of {len(embedding)} instances runs in the background ({jobs} thread(s))")
+
+
+def _stop_projection(ctx: _Context) -> None:
+    """End a background t-SNE that is no longer wanted (a stage failed) and restore torch's threads."""
+    if ctx.background is not None:
+        ctx.background.stop()
+        ctx.background = None
+    ctx.poll_background()
+
+
 @_timed("t-SNE projection")
 def _stage_projection(ctx: _Context) -> None:
-    """One seeded 2-D t-SNE of every instance's embedding (never recomputed on a click)."""
+    """One seeded 2-D t-SNE of every instance's embedding (never recomputed on a click): the
+    background's result (this stage's time is then only the wait for it), else computed here."""
     from .analysis.embedding import tsne_layout
 
+    if ctx.background is not None:
+        background, ctx.background = ctx.background, None
+        layout, seconds = background.result()
+        ctx.poll_background()
+        ctx.stages.background[f"t-SNE projection ({background.n_jobs} thread(s), beside the model passes)"] = seconds
+        ctx.writer.write_array("tsne", layout.astype(np.float32))
+        return
     if ctx.writer.has_array("tsne"):
         return
     embedding = ctx.writer.read_array("embedding")
@@ -284,6 +353,7 @@ def _stage_conductance(ctx: _Context) -> None:
         bar = _tqdm(ctx, total=len(rows), desc=f"conductance {combo}", unit="img",
                     bar_format=fraction_bar_format(len(rows)))
         for chunk in range(n_chunks):
+            ctx.poll_background()
             part = rows[chunk * opts.chunk_size:(chunk + 1) * opts.chunk_size]
             names = [f"conductance/{combo}/{layer}" for layer in ctx.layer_names]
             if not all(ctx.writer.has_chunk(name, chunk) for name in names):
@@ -674,12 +744,15 @@ def _stage(stages: StageLog, name: str):
         yield
 
 
-def stage_table(seconds: dict, warnings: "list[str]" = ()) -> str:
-    """The stage times (and the analysis's warnings) as the text ``analyze`` ends with."""
-    width = max([len(name) for name in seconds] + [len("total")])
+def stage_table(seconds: dict, warnings: "list[str]" = (), background: "dict | None" = None) -> str:
+    """The stage times (and the analysis's warnings) as the text ``analyze`` ends with; work that ran
+    beside the stages (``background``) is listed after the total, which it is not part of."""
+    background = background or {}
+    width = max([len(name) for name in [*seconds, *background]] + [len("total")])
     lines = [f"{'stage':<{width}}  seconds"]
     lines += [f"{name:<{width}}  {value:7.1f}" for name, value in seconds.items()]
     lines.append(f"{'total':<{width}}  {sum(seconds.values()):7.1f}")
+    lines += [f"{name:<{width}}  {value:7.1f}  (beside the stages above)" for name, value in background.items()]
     lines += [f"warning: {text}" for text in warnings]
     return "\n".join(lines)
 
@@ -768,14 +841,18 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         with _stage(stages, "model passes on the Dask cluster"):
             run_chunked_passes(ctx, client)
     _stage_predictions(ctx)
-    _stage_projection(ctx)
+    _start_projection(ctx)
+    try:
+        _stage_conductance(ctx)
+        neurons = _stage_neurons(ctx)
+        _stage_weights(ctx)
+        _stage_discriminability(ctx, neurons)
+        _stage_layer_metrics(ctx)
+        _stage_changes(ctx, neurons)
+        _stage_projection(ctx)
+    finally:
+        _stop_projection(ctx)
     scores = _stage_tables(ctx)
-    _stage_conductance(ctx)
-    neurons = _stage_neurons(ctx)
-    _stage_weights(ctx)
-    _stage_discriminability(ctx, neurons)
-    _stage_layer_metrics(ctx)
-    _stage_changes(ctx, neurons)
     started = time.perf_counter()
     writer.write_file("models/source.pt", run.source_path)
     writer.write_file("models/target.pt", run.target_path)
@@ -810,5 +887,5 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         with _stage(stages, "feature visualizations"):
             _precompute_feature_vis(open_bundle(path), models, neurons, device=device, progress=progress)
     if progress:
-        print(stage_table(seconds, ctx.warnings))
+        print(stage_table(seconds, ctx.warnings, stages.background))
     return path
