@@ -48,7 +48,7 @@ def main() -> None:
     total = time.perf_counter() - started
     load_after = os.getloadavg()[0]
     manifest = open_bundle(bundle).manifest
-    stages = manifest["stages"]
+    stages = {stage["name"]: stage for stage in manifest["stages"]}
     print(f"\nper-class {args.per_class}: {manifest['counts']}, n_steps {args.n_steps}, "
           f"device {manifest['options']['device'] or 'auto'}; load average {load_before:.2f} before, "
           f"{load_after:.2f} after")
@@ -62,6 +62,8 @@ def main() -> None:
     peak = max([s["peak_rss_bytes"] or 0 for s in stages.values()]
                + [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024])
     print(f"| **total (analyze call)** | **{total:.1f}** | {peak / 2**30:.2f} | |")
+    for entry in manifest["background"]:
+        print(f"| {entry['name']} (beside the stages, not in the total) | {entry['seconds']:.1f} | | |")
     conductance = stages[CONDUCTANCE]["seconds"]
     print(f"\nwhole analysis / conductance stage: {total / conductance:.3f} "
           f"({total:.1f} s / {conductance:.1f} s); everything but conductance: {total - conductance:.1f} s")

@@ -131,13 +131,15 @@ def test_t_sne_beside_the_model_passes_gives_the_same_layout(tiny_run, tiny_bund
     out = analyze(tiny_run, tmp_path / "bundle", options=TINY, progress=False)
     bundle = open_bundle(out)
     np.testing.assert_array_equal(bundle.array("tsne"), open_bundle(tiny_bundle).array("tsne"))
-    assert any(name.startswith("t-SNE projection (1 thread(s)") for name in bundle.manifest["background"])
+    assert any(entry["name"].startswith("t-SNE projection (1 thread(s)") for entry in bundle.manifest["background"])
     assert pipeline.torch.get_num_threads() >= 1
 
 
 def test_manifest_records_each_stage_s_seconds_and_peak_memory(tiny_bundle):
     m = open_bundle(tiny_bundle).manifest
-    stages = m["stages"]
+    stages = {stage["name"]: stage for stage in m["stages"]}
+    order = [stage["name"] for stage in m["stages"]]
+    assert order.index("predictions and embedding") < order.index("conductance and activations") < order.index("tables")
     for name in ("conductance and activations", "t-SNE projection", "layer metrics", "domain discriminability"):
         assert stages[name]["seconds"] >= 0 and stages[name]["peak_rss_bytes"] > 0
         assert stages[name]["peak_device_bytes"] is None  # the CPU

@@ -79,11 +79,13 @@ class StageLog:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
     def as_manifest(self) -> dict:
-        """``{"peak_rss_scope": ..., "stages": {name: {"seconds", "peak_rss_bytes",
-        "peak_device_bytes"}}, "background": {name: seconds}}`` in the order the stages ran."""
+        """``{"peak_rss_scope": ..., "stages": [{"name", "seconds", "peak_rss_bytes",
+        "peak_device_bytes"}], "background": [{"name", "seconds"}]}``, lists in the order the
+        stages ran (the manifest's keys are sorted, lists keep their order)."""
         return {"peak_rss_scope": self.rss_scope,
-                "stages": {name: {"seconds": round(seconds, 3),
-                                  "peak_rss_bytes": self.peak_rss.get(name),
-                                  "peak_device_bytes": self.peak_device.get(name)}
-                           for name, seconds in self.seconds.items()},
-                "background": {name: round(seconds, 3) for name, seconds in self.background.items()}}
+                "stages": [{"name": name, "seconds": round(seconds, 3),
+                            "peak_rss_bytes": self.peak_rss.get(name),
+                            "peak_device_bytes": self.peak_device.get(name)}
+                           for name, seconds in self.seconds.items()],
+                "background": [{"name": name, "seconds": round(seconds, 3)}
+                               for name, seconds in self.background.items()]}
