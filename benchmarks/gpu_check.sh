@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared run on a GPU machine (issue 13), at most ~8 minutes: installs the wheels that machine
-# lacks, runs the CUDA test module, bench_attribution with resnet18, and bench_analyze at per-class
-# 1500 and 6000, printing every figure (and keeping a copy in $OUT/gpu_check.log when $OUT is set).
+# lacks, runs the CUDA test module, bench_attribution with resnet18, bench_analyze at per-class 1500,
+# bench_analyze at per-class 6000 and, with the time left, a short t-SNE thread probe on the 16
+# cores (fft vs bh, 2 vs 15 threads), printing every figure (and keeping a copy in $OUT/gpu_check.log when $OUT is set).
 #
 # Prepare here (the GPU machine reaches no network):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 \
@@ -55,4 +56,8 @@ step "bench_analyze per-class 1500 (the paper's size)" 150 \
     $PY benchmarks/bench_analyze.py --work /tmp/tlx-gpu --per-class 1500 --device cuda
 step "bench_analyze per-class 6000 (4x the paper)" 400 \
     $PY benchmarks/bench_analyze.py --work /tmp/tlx-gpu --per-class 6000 --device cuda
+step "t-SNE threads and gradient method on this machine's CPUs (150 iterations each)" 90 \
+    $PY benchmarks/bench_tsne_settings.py --embedding /tmp/tlx-gpu/bundle-1500/arrays/embedding.npy \
+        --labels /tmp/tlx-gpu/bundle-1500/arrays/predictions/target.npy --threads 2 15 --methods fft bh \
+        --iterations 50 100
 echo "== done in $(( $(date +%s) - START )) s"
