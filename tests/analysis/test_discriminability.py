@@ -118,7 +118,7 @@ def test_convergence_warning_is_handled():
 def test_scopes_fitted_in_parallel_equal_the_serial_fits():
     """Per-class fits in worker processes: the same coefficients, C, accuracy, projection and notes
     as one after the other (a small, unconverging max_iter makes notes appear)."""
-    pairs = [synthetic(seed=s, shift=0.5 + s, feature=s % 6) for s in range(4)]
+    pairs = [synthetic(seed=s, shift=0.5 + s, feature=s % 6, n_source=40 + 20 * s) for s in range(4)]  # sizes differ
     params = {"cv": 3, "random_state": 7, "max_iter": 3}
     serial = fit_scopes(pairs, n_jobs=1, **params)
     parallel = fit_scopes(pairs, n_jobs=2, **params)

@@ -386,8 +386,14 @@ def fit_scopes(pairs, *, n_jobs: "int | None" = None, **params) -> list:
         return [domain_discriminability(source, target, **params) for source, target in pairs]
     from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=n_jobs)(delayed(domain_discriminability)(source, target, **params)
-                                   for source, target in pairs)
+    # largest first (the all-classes scope is as large as all others together), so that no worker
+    # is left with it at the end while the others idle
+    order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+    fitted = Parallel(n_jobs=n_jobs)(delayed(domain_discriminability)(*pairs[i], **params) for i in order)
+    result = [None] * len(pairs)
+    for i, fit in zip(order, fitted):
+        result[i] = fit
+    return result
 
 
 def _available_cpus() -> int:
