@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from tlexplorer import pipeline
 from tlexplorer.bundle import open_bundle
@@ -43,10 +44,106 @@ def test_bundle_has_every_view_s_data(tiny_bundle):
     disc = bundle.table("discriminability_summary")
     assert "__all__" in disc["scope"].to_list()
     assert len(bundle.table("layer_metrics")) == 7
-    assert manifest["scores"]["transferability_score"] == pytest.approx(
-        manifest["scores"]["best_target_model_on_target_val"] - manifest["scores"]["best_source_model_on_target_val"])
     confusion = bundle.table("confusion")
     assert len(confusion) == 10
+
+
+def test_transferability_score_is_recomputed_from_the_run_s_history(tiny_run, tiny_bundle):
+    """Paper §5.1 by hand from the run directory's history file, not from the manifest's fields."""
+    best = {}
+    for record in pl.read_parquet(tiny_run / "history.parquet").to_dicts():
+        key = (record["model"], record["dataset"])
+        if record["accuracy"] == record["accuracy"]:  # NaN epochs do not count
+            best[key] = max(best.get(key, -1.0), record["accuracy"])
+    expected = best[("target", "target_val")] - best[("source", "target_val")]
+    assert open_bundle(tiny_bundle).manifest["scores"]["transferability_score"] == pytest.approx(expected, abs=1e-12)
+
+
+def _images_of_rows(run_dir, rows):
+    """The images of bundle rows: rows number the run's splits concatenated in their order."""
+    from tlexplorer.training import load_run
+
+    splits = load_run(run_dir).data().splits()
+    starts = np.cumsum([0] + [len(s) for s in splits])
+    images = []
+    for row in rows:
+        which = int(np.searchsorted(starts, row, side="right") - 1)
+        images.append(splits[which][int(row - starts[which])][0])
+    return torch.stack(images)
+
+
+def _top_k_counts(contributions: np.ndarray, k: int) -> list:
+    """B2-B3 by hand: per instance its k largest contributions (ties: lower flat index), counted over
+    the instances; the k most counted weights (ties: lower flat index) as (n1, n2, count)."""
+    n, n1, n2 = contributions.shape
+    counts = np.zeros(n1 * n2, dtype=np.int64)
+    for flat in contributions.reshape(n, -1):
+        counts[np.argsort(-flat, kind="stable")[:k]] += 1
+    top = np.argsort(-counts, kind="stable")[:k]
+    return [(int(i // n2), int(i % n2), int(counts[i])) for i in top]
+
+
+def test_important_weights_and_inherited_flags_of_one_class_are_recomputed(tiny_run, tiny_bundle):
+    """Class "3", the first pair: the weights from the bundle's models on the class's instances, the
+    inherited flags from the bundle's stored conductance, both by hand."""
+    from tlexplorer.analysis.contributions import weight_contributions
+    from tlexplorer.bundled import bundle_models
+
+    bundle = open_bundle(tiny_bundle)
+    pair = bundle.manifest["layer_pairs"][0]
+    layer_from, layer_to = pair["from"], pair["to"]
+    rows_t = bundle.array("rows_target")
+    labels = bundle.table("instances")["label"].to_numpy()[rows_t]
+    positions = np.flatnonzero(labels == 3)
+    images = _images_of_rows(tiny_run, rows_t[positions])
+    models = bundle_models(bundle, device="cpu")
+    table = bundle.table("important_weights").filter(
+        (pl.col("class") == "3") & (pl.col("layer_from") == layer_from))
+    mine = {}
+    for model in ("source", "target"):
+        expected = table.filter(pl.col("model") == model).sort("rank")
+        contributions = weight_contributions(models[model], layer_from, layer_to, images, device="cpu")
+        mine[model] = _top_k_counts(contributions.numpy(), len(expected))
+        assert mine[model] == list(zip(expected["n1"], expected["n2"], expected["count"]))
+
+    def cosine(a, b):  # (instances, source neurons), (instances, target neurons) -> (source, target)
+        a = a / np.where(np.linalg.norm(a, axis=0) == 0, 1, np.linalg.norm(a, axis=0))
+        b = b / np.where(np.linalg.norm(b, axis=0) == 0, 1, np.linalg.norm(b, axis=0))
+        return a.T @ b
+
+    def match(layer):  # each target neuron's most similar source neuron (None: all similarities 0)
+        s = cosine(*(np.asarray(bundle.array(f"conductance/{m}_on_target/{layer}"), np.float64)[positions]
+                     for m in ("source", "target")))
+        return [int(np.argmax(col)) if np.any(col != 0) else None for col in s.T]
+
+    m1, m2 = match(layer_from), match(layer_to)
+    source_set = {(a, b) for a, b, _ in mine["source"]}
+    expected = [m1[a] is not None and m2[b] is not None and (m1[a], m2[b]) in source_set
+                for a, b, _ in mine["target"]]
+    target = table.filter(pl.col("model") == "target").sort("rank")
+    assert target["inherited"].to_list() == expected
+    assert target["n1_match"].to_list() == [m1[a] for a, _, _ in mine["target"]]
+
+
+def test_t_sne_beside_the_model_passes_gives_the_same_layout(tiny_run, tiny_bundle, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "BACKGROUND_TSNE_MIN_POINTS", 0)
+    monkeypatch.setattr(pipeline, "_cpus", lambda: 2)
+    out = analyze(tiny_run, tmp_path / "bundle", options=TINY, progress=False)
+    bundle = open_bundle(out)
+    np.testing.assert_array_equal(bundle.array("tsne"), open_bundle(tiny_bundle).array("tsne"))
+    assert any(entry["name"].startswith("t-SNE projection (1 thread(s)") for entry in bundle.manifest["background"])
+    assert pipeline.torch.get_num_threads() >= 1
+
+
+def test_manifest_records_each_stage_s_seconds_and_peak_memory(tiny_bundle):
+    m = open_bundle(tiny_bundle).manifest
+    stages = {stage["name"]: stage for stage in m["stages"]}
+    order = [stage["name"] for stage in m["stages"]]
+    assert order.index("predictions and embedding") < order.index("conductance and activations") < order.index("tables")
+    for name in ("conductance and activations", "t-SNE projection", "layer metrics", "domain discriminability"):
+        assert stages[name]["seconds"] >= 0 and stages[name]["peak_rss_bytes"] > 0
+        assert stages[name]["peak_device_bytes"] is None  # the CPU
+    assert m["peak_rss_scope"] in ("stage", "process")
 
 
 def test_discriminability_stores_what_the_active_projection_needs(tiny_bundle):
@@ -104,6 +201,8 @@ def test_interrupted_analysis_resumes_to_the_same_bundle(tiny_run, tiny_bundle, 
     for manifest in (resumed, reference):
         manifest.pop("created")
         manifest["inputs"].pop("run_dir", None)
+        for measured in ("stages", "background", "peak_rss_scope"):  # timings, not content
+            manifest.pop(measured)
     assert resumed["files"] == reference["files"]
     assert resumed == reference
 

@@ -110,7 +110,7 @@ def cmd_analyze(args) -> int:
     options = AnalyzeOptions(
         layers=args.layers.split(",") if args.layers else None, n_steps=args.n_steps,
         per_class=args.per_class, device=args.device, batch_size=args.batch_size,
-        feature_vis=args.feature_vis, include_source_on_source=args.source_on_source)
+        max_chunk_mib=args.max_chunk_mib, feature_vis=args.feature_vis, include_source_on_source=args.source_on_source)
     with cluster_client(args.workers, args.scheduler) as client:  # None without either flag
         out = analyze(args.run_dir, args.out, options=options, progress=not args.quiet,
                       resume=not args.restart, client=client)
@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=_positive_int, default=None,
                    help="instances per class and domain to attribute (default: all)")
     p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--max-chunk-mib", type=_positive_int, default=None,
+                   help="most MiB of hooked layer outputs per conductance pass (TLX_MAX_CHUNK_MIB; "
+                        "default: a tenth of the memory free on the device)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (TLX_DEVICE)")
     p.add_argument("--feature-vis", action="store_true",
                    help="precompute feature visualizations of the important neurons (on a finished "

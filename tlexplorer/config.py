@@ -12,6 +12,19 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value).expanduser() if value else default
 
 
+def _env_positive_int(name: str) -> "int | None":
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    return number
+
+
 class Settings(param.Parameterized):
     """Process-wide settings. Each can be overridden by an environment variable."""
 
@@ -24,6 +37,10 @@ class Settings(param.Parameterized):
     device = param.String(
         default="auto",
         doc="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N' (TLX_DEVICE).")
+    max_chunk_mib = param.Integer(
+        default=None, allow_None=True, bounds=(1, None),
+        doc="Most MiB of hooked layer outputs one conductance pass may hold (TLX_MAX_CHUNK_MIB; "
+            "default: a tenth of the memory free on the device).")
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -31,6 +48,7 @@ class Settings(param.Parameterized):
             data_dir=str(_env_path("TLX_DATA_DIR", Path.cwd() / "data")),
             runs_dir=str(_env_path("TLX_RUNS_DIR", Path.cwd() / "runs")),
             device=os.environ.get("TLX_DEVICE", "auto"),
+            max_chunk_mib=_env_positive_int("TLX_MAX_CHUNK_MIB"),
         )
 
 

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from . import __version__
 from ._progress import fraction_bar_format
+from ._stages import StageLog
 from .config import package_versions, resolve_device
 from .errors import BundleError, LayerError
 
@@ -40,10 +41,13 @@ class AnalyzeOptions:
     per_class: "int | None" = None            # instances per class and domain attributed (None: all)
     batch_size: int = 64
     internal_batch_size: "int | None" = None  # path points per forward/backward (memory bound)
+    max_chunk_mib: "int | None" = None        # most MiB of hooked outputs per pass (None: TLX_MAX_CHUNK_MIB,
+                                              # else a tenth of the memory free on the device)
     device: "str | None" = None
     neuron_fraction: float = 0.1              # the paper's top 10% important neurons
     k_weights: "int | None" = None            # top-k weights per instance and kept (None: see weights)
     cv: int = 10                              # folds of the domain classifier (Algorithm 1)
+    a_distance_max_per_domain: "int | None" = 2000  # balanced subsample of the proxy A-distance
     seed: int = 0
     feature_vis: bool = False                 # precompute important neurons' visualizations
     feature_vis_steps: int = 128
@@ -54,10 +58,22 @@ class AnalyzeOptions:
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
+    def max_chunk_bytes(self) -> "int | None":
+        """The bound on one conductance pass's hooked outputs, in bytes: ``max_chunk_mib``, else
+        ``TLX_MAX_CHUNK_MIB``, else None (the memory free on the device decides alone)."""
+        from .config import settings
+
+        mib = self.max_chunk_mib if self.max_chunk_mib is not None else settings().max_chunk_mib
+        if mib is None:
+            return None
+        if not isinstance(mib, int) or isinstance(mib, bool) or mib < 1:
+            raise ValueError(f"max_chunk_mib must be a positive whole number of MiB, got {mib!r}")
+        return mib << 20
+
     def fingerprint(self) -> str:
         """Identity of everything that changes the bundle's numbers (resume only if equal)."""
         keep = {k: v for k, v in self.to_json().items()
-                if k not in ("device", "batch_size", "internal_batch_size", "feature_vis")}
+                if k not in ("device", "batch_size", "internal_batch_size", "max_chunk_mib", "feature_vis")}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -78,10 +94,23 @@ class _Context:
     rows: dict = field(default_factory=dict)  # {"source": rows (M_s,), "target": rows (M_t,)}
     warnings: list = field(default_factory=list)
     completeness: dict = field(default_factory=dict)  # {combo: {layer: pooled relative gap}}
-    stage_seconds: dict = field(default_factory=dict)  # {stage: wall seconds}: the closing table
+    stages: StageLog = field(default_factory=StageLog)  # seconds and peak memory per stage
     # {(model, layer_from): {(model, class, layer_from): top weights}} counted on a Dask cluster
     weight_tops: dict = field(default_factory=dict)
     pair_relations: "list | None" = None  # [models.dataflow.PairRelation], from the data flow
+    background: object = None  # a BackgroundLayout while the t-SNE runs beside the model passes
+    torch_threads: "int | None" = None  # torch's threads before the background took its share
+
+    def poll_background(self) -> None:
+        """Give torch its threads back once the background t-SNE has finished."""
+        if self.torch_threads is not None and (self.background is None or self.background.done()):
+            torch.set_num_threads(self.torch_threads)
+            self.torch_threads = None
+
+    @property
+    def stage_seconds(self) -> dict:
+        """{stage: wall seconds}: the table ``analyze`` ends with."""
+        return self.stages.seconds
 
     @property
     def layer_names(self) -> list:
@@ -115,14 +144,13 @@ class _RowsDataset(torch.utils.data.Dataset):
 
 # ------------------------------------------------------------------------------------------- stages
 def _timed(name: str):
-    """Add a stage's wall time to ``ctx.stage_seconds[name]`` (the table ``analyze`` ends with)."""
+    """Add a stage's wall time and peak memory to ``ctx.stages`` under ``name`` (the table
+    ``analyze`` ends with, and the manifest's ``stages``)."""
     def decorate(stage):
         @functools.wraps(stage)
         def timed(ctx: _Context, *args):
-            started = time.perf_counter()
-            result = stage(ctx, *args)
-            ctx.stage_seconds[name] = ctx.stage_seconds.get(name, 0.0) + time.perf_counter() - started
-            return result
+            with ctx.stages.measure(name):
+                return stage(ctx, *args)
         return timed
     return decorate
 
@@ -196,11 +224,72 @@ def _stage_predictions(ctx: _Context) -> None:
         ctx.writer.write_array(f"predictions/{model_name}", predictions.labels.numpy().astype(np.int64))
 
 
+#: Fewest instances whose t-SNE runs in a background process beside the model passes; below, it takes
+#: a few seconds and runs in turn (a spawned process costs ~2 s to start and import).
+BACKGROUND_TSNE_MIN_POINTS = 5_000
+
+
+def _tsne_threads(device: torch.device, cpus: int) -> int:
+    """Threads of the background t-SNE: on a GPU machine all CPUs but one (the one that drives the
+    GPU; from 4 threads on the t-SNE uses Barnes-Hut, whose forces spread over them); on a CPU-only
+    one a quarter of them (at least 1: the FFT gradient is single-threaded), the rest stay with torch
+    (docs/performance.md, "t-SNE")."""
+    if device.type == "cuda":
+        return max(1, cpus - 1)
+    return max(1, cpus // 4)
+
+
+def _cpus() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _start_projection(ctx: _Context) -> None:
+    """Start the t-SNE in a background process when it pays (enough instances, a spare CPU): the
+    model passes that follow keep the GPU or torch's threads busy meanwhile. On the CPU torch gives
+    the t-SNE's threads up until it finishes (two thread pools on the same cores slow both down)."""
+    from ._background import BackgroundLayout
+
+    cpus = _cpus()
+    if (ctx.writer.has_array("tsne") or len(ctx.instances) < BACKGROUND_TSNE_MIN_POINTS
+            or (ctx.device.type == "cpu" and cpus < 2)):
+        return
+    jobs = _tsne_threads(ctx.device, cpus)
+    with ctx.stages.measure("t-SNE projection (start in the background)"):
+        embedding = np.asarray(ctx.writer.read_array("embedding"))
+        ctx.background = BackgroundLayout(embedding, random_state=ctx.options.seed, n_jobs=jobs)
+    if ctx.device.type == "cpu":
+        ctx.torch_threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, min(ctx.torch_threads, cpus - jobs)))
+    if ctx.progress:
+        print(f"t-SNE of {len(embedding)} instances runs in the background ({jobs} thread(s))")
+
+
+def _stop_projection(ctx: _Context) -> None:
+    """End a background t-SNE that is no longer wanted (a stage failed) and restore torch's threads."""
+    if ctx.background is not None:
+        ctx.background.stop()
+        ctx.background = None
+    ctx.poll_background()
+
+
 @_timed("t-SNE projection")
 def _stage_projection(ctx: _Context) -> None:
-    """One seeded 2-D t-SNE of every instance's embedding (never recomputed on a click)."""
+    """One seeded 2-D t-SNE of every instance's embedding (never recomputed on a click): the
+    background's result (this stage's time is then only the wait for it), else computed here."""
     from .analysis.embedding import tsne_layout
 
+    if ctx.background is not None:
+        background, ctx.background = ctx.background, None
+        layout, seconds = background.result()
+        ctx.poll_background()
+        ctx.stages.background[f"t-SNE projection ({background.n_jobs} thread(s), beside the model passes)"] = seconds
+        ctx.writer.write_array("tsne", layout.astype(np.float32))
+        return
     if ctx.writer.has_array("tsne"):
         return
     embedding = ctx.writer.read_array("embedding")
@@ -264,6 +353,7 @@ def _stage_conductance(ctx: _Context) -> None:
         bar = _tqdm(ctx, total=len(rows), desc=f"conductance {combo}", unit="img",
                     bar_format=fraction_bar_format(len(rows)))
         for chunk in range(n_chunks):
+            ctx.poll_background()
             part = rows[chunk * opts.chunk_size:(chunk + 1) * opts.chunk_size]
             names = [f"conductance/{combo}/{layer}" for layer in ctx.layer_names]
             if not all(ctx.writer.has_chunk(name, chunk) for name in names):
@@ -273,7 +363,7 @@ def _stage_conductance(ctx: _Context) -> None:
                 result, report = layer_conductance(
                     model, ctx.layer_names, ctx.loader(part), None, n_steps=opts.n_steps,
                     method=opts.method, internal_batch_size=opts.internal_batch_size,
-                    device=ctx.device, return_report=True, completeness_tol=None,
+                    max_chunk_bytes=opts.max_chunk_bytes(), device=ctx.device, return_report=True, completeness_tol=None,
                     callback=bar.update)
                 for name, layer in zip(names, ctx.layer_names):
                     ctx.writer.write_chunk(name, chunk, result[layer].numpy().astype(np.float32))
@@ -491,7 +581,7 @@ def _empty_weights() -> pl.DataFrame:
 def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     """Domain discriminability (§5.4.1, Algorithm 1) of the target model's important neurons, per
     class and over all classes, with the projection and biplot axes of §5.4.2."""
-    from .analysis.discriminability import domain_discriminability
+    from .analysis.discriminability import fit_scopes
     from .bundle import safe_component
 
     if ctx.writer.has_table("discriminability"):
@@ -502,12 +592,17 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     scopes.append((ALL, np.arange(len(ctx.rows["source"])), np.arange(len(ctx.rows["target"]))))
     cond_s = {l: np.asarray(ctx.writer.read_array(f"conductance/target_on_source/{l}")) for l in ctx.layer_names}
     cond_t = {l: np.asarray(ctx.writer.read_array(f"conductance/target_on_target/{l}")) for l in ctx.layer_names}
-    rows, summary = [], []
-    for scope, pos_s, pos_t in _tqdm(ctx, scopes, desc="domain discriminability"):
+    inputs = []  # (scope, columns, source features, target features)
+    for scope, pos_s, pos_t in scopes:
         columns = [(l, n) for l in ctx.layer_names for n in _important(neurons, "target", scope, l)]
-        src = np.column_stack([cond_s[l][pos_s, n] for l, n in columns]).astype(np.float64)
-        tgt = np.column_stack([cond_t[l][pos_t, n] for l, n in columns]).astype(np.float64)
-        fitted = domain_discriminability(src, tgt, cv=ctx.options.cv, random_state=ctx.options.seed)
+        inputs.append((scope, columns,
+                       np.column_stack([cond_s[l][pos_s, n] for l, n in columns]).astype(np.float64),
+                       np.column_stack([cond_t[l][pos_t, n] for l, n in columns]).astype(np.float64)))
+    # one process per scope (as many as there are CPUs): every fit is seeded, so the same as in turn
+    fits = fit_scopes([(src, tgt) for _, _, src, tgt in inputs], cv=ctx.options.cv,
+                      random_state=ctx.options.seed)
+    rows, summary = [], []
+    for (scope, columns, src, tgt), fitted in zip(inputs, fits):
         coef = np.asarray(fitted.coef_, dtype=np.float64)
         order = np.lexsort((np.arange(len(coef)), -np.abs(coef)))
         rank = np.empty(len(coef), dtype=np.int64)
@@ -516,7 +611,7 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
                                   "neuron": np.array([n for _, n in columns], dtype=np.int64),
                                   "coef": coef, "rank": rank}))
         summary.append({"scope": scope, "cv_accuracy": float(fitted.cv_accuracy_), "C": float(fitted.C_),
-                        "n_source": len(pos_s), "n_target": len(pos_t), "n_features": len(columns)})
+                        "n_source": len(src), "n_target": len(tgt), "n_features": len(columns)})
         ctx.writer.write_array(f"discriminability/{safe_component(scope)}/projection", np.asarray(fitted.projection_, np.float32))
         ctx.writer.write_array(f"discriminability/{safe_component(scope)}/axes", np.asarray(fitted.axes_, np.float32))
         # what the app needs to project over a subset of neurons (§5.4.2: the top five or the
@@ -531,26 +626,31 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
 
 @_timed("layer metrics")
 def _stage_layer_metrics(ctx: _Context) -> None:
-    """Beyond the paper: linear CKA between the models and proxy A-distance per layer and model."""
+    """Beyond the paper: linear CKA between the models (float64, on the analysis's device) and
+    proxy A-distance per layer and model (on a balanced subsample, docs/analysis-choices.md)."""
     from .analysis.discrepancy import proxy_a_distance
-    from .analysis.similarity import linear_cka
+    from .analysis.similarity import linear_cka_torch
 
     if ctx.writer.has_table("layer_metrics"):
         return
 
     def act(combo, layer):
-        return np.asarray(ctx.writer.read_array(f"activations/{combo}/{layer}"), dtype=np.float64)
+        return np.asarray(ctx.writer.read_array(f"activations/{combo}/{layer}"))
+
+    def a_distance(source, target):
+        return float(proxy_a_distance(source, target, random_state=ctx.options.seed,
+                                      max_per_domain=ctx.options.a_distance_max_per_domain))
 
     records = []
     for layer in _tqdm(ctx, ctx.layer_names, desc="layer metrics (CKA, A-distance)", unit="layer"):
+        a = {combo: act(combo, layer) for combo in
+             ("source_on_source", "source_on_target", "target_on_source", "target_on_target")}
         records.append({
             "layer": layer,
-            "cka_target_data": float(linear_cka(act("source_on_target", layer), act("target_on_target", layer))),
-            "cka_source_data": float(linear_cka(act("source_on_source", layer), act("target_on_source", layer))),
-            "a_distance_source_model": float(proxy_a_distance(act("source_on_source", layer), act("source_on_target", layer),
-                                                              random_state=ctx.options.seed)),
-            "a_distance_target_model": float(proxy_a_distance(act("target_on_source", layer), act("target_on_target", layer),
-                                                              random_state=ctx.options.seed)),
+            "cka_target_data": linear_cka_torch(a["source_on_target"], a["target_on_target"], device=ctx.device),
+            "cka_source_data": linear_cka_torch(a["source_on_source"], a["target_on_source"], device=ctx.device),
+            "a_distance_source_model": a_distance(a["source_on_source"], a["source_on_target"]),
+            "a_distance_target_model": a_distance(a["target_on_source"], a["target_on_target"]),
         })
     ctx.writer.write_table("layer_metrics", pl.DataFrame(records))
 
@@ -648,19 +748,21 @@ def _tqdm(ctx: "_Context | None", iterable=None, **kwargs):
 
 
 @contextlib.contextmanager
-def _stage(seconds: dict, name: str):
-    """Time one stage of the analysis into ``seconds[name]`` (the summary table at the end)."""
-    started = time.perf_counter()
-    yield
-    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+def _stage(stages: StageLog, name: str):
+    """Time one stage of the analysis (and its peak memory) into ``stages`` under ``name``."""
+    with stages.measure(name):
+        yield
 
 
-def stage_table(seconds: dict, warnings: "list[str]" = ()) -> str:
-    """The stage times (and the analysis's warnings) as the text ``analyze`` ends with."""
-    width = max([len(name) for name in seconds] + [len("total")])
+def stage_table(seconds: dict, warnings: "list[str]" = (), background: "dict | None" = None) -> str:
+    """The stage times (and the analysis's warnings) as the text ``analyze`` ends with; work that ran
+    beside the stages (``background``) is listed after the total, which it is not part of."""
+    background = background or {}
+    width = max([len(name) for name in [*seconds, *background]] + [len("total")])
     lines = [f"{'stage':<{width}}  seconds"]
     lines += [f"{name:<{width}}  {value:7.1f}" for name, value in seconds.items()]
     lines.append(f"{'total':<{width}}  {sum(seconds.values()):7.1f}")
+    lines += [f"{name:<{width}}  {value:7.1f}  (beside the stages above)" for name, value in background.items()]
     lines += [f"warning: {text}" for text in warnings]
     return "\n".join(lines)
 
@@ -718,7 +820,9 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     models = {"source": source.to(device).eval(), "target": target.to(device).eval()}
     layers = hidden_layers(target, options.layers)
     hidden_layers(source, [l.name for l in layers])  # the same layers must exist in both models
-    seconds = {"run, data and models": time.perf_counter() - started}
+    stages = StageLog(device)
+    stages.add_seconds("run, data and models", time.perf_counter() - started)
+    seconds = stages.seconds
 
     # Completed work of an interrupted analysis is reused only for the same options and inputs.
     fingerprint = hashlib.sha256(json.dumps([options.fingerprint(), run.config.get("checkpoints"),
@@ -728,7 +832,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         if progress:
             print(f"{out}: already analysed with these options and inputs (--restart recomputes it)")
         if options.feature_vis:
-            with _stage(seconds, "feature visualizations"):
+            with _stage(stages, "feature visualizations"):
                 _precompute_feature_vis(finished, models, finished.table("neurons"), device=device,
                                         progress=progress)
         _fill_class_layouts(out, seconds, progress)
@@ -738,24 +842,28 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
 
     writer = BundleWriter(out, resume=resume, fingerprint=fingerprint)
     ctx = _Context(run=run, data=data, models=models, layers=layers, writer=writer, options=options,
-                   device=device, progress=progress, stage_seconds=seconds)
+                   device=device, progress=progress, stages=stages)
     torch.manual_seed(options.seed)
     _stage_instances(ctx)
     _select_rows(ctx)
     if client is not None:  # the stages below then find their model passes' arrays done
         from .cluster.chunked import run_chunked_passes
 
-        with _stage(seconds, "model passes on the Dask cluster"):
+        with _stage(stages, "model passes on the Dask cluster"):
             run_chunked_passes(ctx, client)
     _stage_predictions(ctx)
-    _stage_projection(ctx)
+    _start_projection(ctx)
+    try:
+        _stage_conductance(ctx)
+        neurons = _stage_neurons(ctx)
+        _stage_weights(ctx)
+        _stage_discriminability(ctx, neurons)
+        _stage_layer_metrics(ctx)
+        _stage_changes(ctx, neurons)
+        _stage_projection(ctx)
+    finally:
+        _stop_projection(ctx)
     scores = _stage_tables(ctx)
-    _stage_conductance(ctx)
-    neurons = _stage_neurons(ctx)
-    _stage_weights(ctx)
-    _stage_discriminability(ctx, neurons)
-    _stage_layer_metrics(ctx)
-    _stage_changes(ctx, neurons)
     started = time.perf_counter()
     writer.write_file("models/source.pt", run.source_path)
     writer.write_file("models/target.pt", run.target_path)
@@ -782,13 +890,14 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         "completeness_exempt": _completeness_exempt(ctx),
         "layer_pairs": [r.as_dict() for r in _pair_relations(ctx)],
         "warnings": ctx.warnings,
+        **stages.as_manifest(),
     }
     path = writer.finalize(manifest)
     seconds["bundle"] = time.perf_counter() - started
     _fill_class_layouts(path, seconds, progress)
     if options.feature_vis:
-        with _stage(seconds, "feature visualizations"):
+        with _stage(stages, "feature visualizations"):
             _precompute_feature_vis(open_bundle(path), models, neurons, device=device, progress=progress)
     if progress:
-        print(stage_table(seconds, ctx.warnings))
+        print(stage_table(seconds, ctx.warnings, stages.background))
     return path

@@ -8,6 +8,7 @@ from tlexplorer.analysis.discriminability import (
     DEFAULT_CS,
     DomainDiscriminability,
     domain_discriminability,
+    fit_scopes,
 )
 
 
@@ -112,3 +113,24 @@ def test_convergence_warning_is_handled():
     assert not d.converged_
     assert any("did not fully converge" in note for note in d.notes_)
     assert np.all(np.isfinite(d.coef_))
+
+
+def test_scopes_fitted_in_parallel_equal_the_serial_fits():
+    """Per-class fits in worker processes: the same coefficients, C, accuracy, projection and notes
+    as one after the other (a small, unconverging max_iter makes notes appear)."""
+    pairs = [synthetic(seed=s, shift=0.5 + s, feature=s % 6, n_source=40 + 20 * s) for s in range(4)]  # sizes differ
+    params = {"cv": 3, "random_state": 7, "max_iter": 3}
+    serial = fit_scopes(pairs, n_jobs=1, **params)
+    parallel = fit_scopes(pairs, n_jobs=2, **params)
+    assert len(parallel) == 4
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a.coef_, b.coef_)
+        np.testing.assert_array_equal(a.projection_, b.projection_)
+        np.testing.assert_array_equal(a.axes_, b.axes_)
+        assert (a.C_, a.cv_accuracy_, a.notes_) == (b.C_, b.cv_accuracy_, b.notes_)
+    assert any(fit.notes_ for fit in serial)
+
+
+def test_fit_scopes_bad_jobs_is_one_error():
+    with pytest.raises(ValueError, match="n_jobs"):
+        fit_scopes([synthetic()], n_jobs=0)

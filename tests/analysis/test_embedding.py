@@ -111,3 +111,12 @@ def test_one_dimensional_and_half_precision_inputs():
                        early_exaggeration_iter=50)
     for layout in (one_d, half):
         assert layout.shape == (30, 2) and np.isfinite(layout).all()
+
+
+def test_gradient_method_follows_points_and_threads():
+    from tlexplorer.analysis.embedding import BH_MIN_THREADS, FFT_MIN_POINTS, gradient_method
+
+    assert gradient_method(FFT_MIN_POINTS - 1, 1) == "bh"
+    assert gradient_method(FFT_MIN_POINTS, 1) == "fft"
+    assert gradient_method(FFT_MIN_POINTS, BH_MIN_THREADS - 1) == "fft"  # the FFT gradient is serial
+    assert gradient_method(60_000, BH_MIN_THREADS) == "bh"  # Barnes-Hut spreads over the threads

@@ -3,7 +3,7 @@ import pytest
 from scipy.stats import ortho_group
 from sklearn.metrics.pairwise import cosine_similarity
 
-from tlexplorer.analysis.similarity import linear_cka, most_similar, neuron_similarity
+from tlexplorer.analysis.similarity import linear_cka, linear_cka_torch, most_similar, neuron_similarity
 
 
 def test_neuron_similarity_matches_sklearn_and_zero_columns():
@@ -69,3 +69,27 @@ def test_linear_cka_degenerate():
     assert np.isnan(linear_cka(np.ones((1, 2)), np.ones((1, 2))))
     with pytest.raises(ValueError, match="same instances"):
         linear_cka(np.ones((3, 2)), np.ones((4, 2)))
+
+
+def test_linear_cka_torch_equals_the_formula_and_the_numpy_version():
+    import torch
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 7)).astype(np.float32)
+    y = (x[:, :4] @ rng.standard_normal((4, 9)) + 0.3 * rng.standard_normal((40, 9))).astype(np.float32)
+    ref = hsic_cka(x.astype(np.float64), y.astype(np.float64))
+    assert linear_cka_torch(x, y) == pytest.approx(ref, rel=1e-12)
+    assert linear_cka_torch(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(linear_cka(x, y), rel=1e-12)
+    wide_x, wide_y = rng.standard_normal((6, 50)), rng.standard_normal((6, 40))  # the Gram branch
+    assert linear_cka_torch(wide_x, wide_y) == pytest.approx(hsic_cka(wide_x, wide_y), rel=1e-10)
+    # a large offset: float64 centring keeps the value (in float32 it would lose most digits)
+    assert linear_cka_torch(x.astype(np.float64) + 1e6, y) == pytest.approx(ref, rel=1e-8)
+
+
+def test_linear_cka_torch_degenerate_and_bad_input():
+    assert np.isnan(linear_cka_torch(np.ones((10, 3)), np.random.default_rng(0).standard_normal((10, 2))))
+    assert np.isnan(linear_cka_torch(np.ones((1, 2)), np.ones((1, 2))))
+    with pytest.raises(ValueError, match="same instances"):
+        linear_cka_torch(np.ones((3, 2)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        linear_cka_torch(np.full((3, 2), np.nan), np.ones((3, 2)))

@@ -26,11 +26,12 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def fingerprint(bundle: Path) -> dict:
-    """Every file's SHA-256, and the manifest without its creation time."""
+    """Every file's SHA-256, and the manifest without its creation time and stage timings."""
     files = {p.relative_to(bundle).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
              for p in sorted(bundle.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest.pop("created")
+    for measured in ("created", "stages", "background", "peak_rss_scope"):
+        manifest.pop(measured)
     return {"files": files, "manifest": manifest}
 
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from .._progress import fraction_bar_format
 from ..errors import LayerError
+from .memory import pass_budget, points_per_pass
 from ._hooks import (Hooks, Inputs, LayerSpec, batch_baseline, batch_targets, check_rows,
                      check_targets, eval_on_device, forward_fits, iter_batches, num_instances,
                      resolve_layers)
@@ -413,19 +414,12 @@ def _conductance_group(model, names, rec: _PathRecorder, x, b, t, alphas: Tensor
     return ends[:g_count] - ends[g_count:]
 
 
-#: Bytes of hooked layer outputs per pass that ``internal_batch_size=None`` aims at. On the CPU,
-#: passes of ~100-200 digits-AlexNet points run ~1.4x faster than one pass over every point: the
-#: tensors stay below glibc's mmap threshold (32 MiB), so they are not page-faulted in anew each
-#: pass, and stay in cache longer.
-AUTO_CHUNK_BYTES = {"cpu": 64 << 20, "cuda": 512 << 20}
-
-
-def _auto_chunk(bytes_per_point: int, n_points: int, device: torch.device) -> int:
-    """Path points per pass for ``internal_batch_size=None``: about AUTO_CHUNK_BYTES of hooked
-    outputs, but a whole path of one instance when it costs at most 4 times that."""
-    budget = AUTO_CHUNK_BYTES.get(device.type, AUTO_CHUNK_BYTES["cuda"])
-    per_point = max(1, bytes_per_point)
-    return max(1, budget // per_point, min(n_points, (4 * budget) // per_point))
+def _auto_chunk(bytes_per_point: int, n_points: int, device: torch.device,
+                max_bytes: "int | None" = None) -> int:
+    """Path points per pass for ``internal_batch_size=None``, from the memory free on the device
+    (:mod:`tlexplorer.analysis.memory`), never above ``max_bytes`` of hooked outputs."""
+    target, limit = pass_budget(device, max_bytes)
+    return points_per_pass(bytes_per_point, n_points, target, limit)
 
 
 def _reduce(t: Tensor, reduce: "str | None") -> Tensor:
@@ -442,7 +436,7 @@ def _reduce(t: Tensor, reduce: "str | None") -> Tensor:
 def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]", inputs: Inputs,
                       target: Any = None, *, n_steps: int = 50, method: str = "riemann_trapezoid",
                       baseline: Any = None, internal_batch_size: "int | None" = None,
-                      reduce: "str | None" = "max", device=None, progress: bool = False,
+                      max_chunk_bytes: "int | None" = None, reduce: "str | None" = "max", device=None, progress: bool = False,
                       return_report: bool = False,
                       completeness_tol: "float | None" = DEFAULT_COMPLETENESS_TOL,
                       callback: "Callable[[float], object] | None" = None):
@@ -476,10 +470,15 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
     baseline : None, float, Tensor (C, H, W), (1, C, H, W) or (N, C, H, W)
         The path's start; zeros by default.
     internal_batch_size : int, optional
-        Most path points per forward/backward pass: bounds memory. None: automatic, about 64 MiB
-        (CPU) or 512 MiB (GPU) of hooked layer outputs per pass (whole paths of several instances
-        for small models, one instance's path for AlexNet at 224x224). Unlike captum, chunks share
-        no re-evaluated points: the last step of a chunk carries over to the next.
+        Most path points per forward/backward pass: bounds memory. None: automatic, from the memory
+        free on the device when the first batch arrives (:mod:`tlexplorer.analysis.memory`): a
+        tenth of it for hooked layer outputs, on the CPU at most about 64 MiB (faster there), whole
+        paths of several instances for small models, one instance's path for AlexNet at 224x224.
+        Unlike captum, chunks share no re-evaluated points: the last step of a chunk carries over
+        to the next.
+    max_chunk_bytes : int, optional
+        With ``internal_batch_size=None``: no pass holds more than this many bytes of hooked layer
+        outputs (at least one path point per pass).
     reduce : {'max', 'sum', 'mean', None}
         How a conv layer's conductance map becomes one value per channel: ``'max'`` over space
         (paper §5.3.1); None returns the full maps (N, C, H, W).
@@ -581,7 +580,7 @@ def layer_conductance(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]
                     num_classes, cut, per_point = _probe(
                         model, named, x, int(t[0].clamp(min=0)),
                         check_cut=return_report or completeness_tol is not None)
-                    chunk = internal_batch_size or _auto_chunk(per_point, n_points, dev)
+                    chunk = internal_batch_size or _auto_chunk(per_point, n_points, dev, max_chunk_bytes)
                     for name, module in named:
                         hooks.pre(module, rec.pre_hook(name))
                         hooks.forward(module, rec.hook(name))

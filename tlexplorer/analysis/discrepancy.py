@@ -12,11 +12,40 @@ import numpy as np
 
 from .discriminability import DEFAULT_CS, _check_domains, _cross_validate
 
-__all__ = ["proxy_a_distance"]
+__all__ = ["balanced_subsample", "proxy_a_distance"]
+
+
+def balanced_subsample(n_source: int, n_target: int, max_per_domain: "int | None", random_state=0):
+    """Rows of a balanced, seeded subsample of two domains: as many of each, at most ``max_per_domain``.
+
+    Parameters
+    ----------
+    n_source, n_target : int
+        Instances in each domain.
+    max_per_domain : int or None
+        Most instances kept per domain; None keeps every instance (no subsample).
+    random_state : int
+
+    Returns
+    -------
+    source_rows, target_rows : ndarray of int64, sorted
+        ``min(n_source, n_target, max_per_domain)`` rows of each domain, drawn without replacement;
+        every row when ``max_per_domain`` is None.
+    """
+    if max_per_domain is None:
+        return np.arange(n_source), np.arange(n_target)
+    if not isinstance(max_per_domain, (int, np.integer)) or max_per_domain < 2:
+        raise ValueError(f"max_per_domain must be an int >= 2 or None, got {max_per_domain!r}")
+    size = min(n_source, n_target, int(max_per_domain))
+    rng = np.random.default_rng(random_state)
+    pick = [np.sort(rng.choice(n, size, replace=False)) if n > size else np.arange(n)
+            for n in (n_source, n_target)]
+    return pick[0], pick[1]
 
 
 def proxy_a_distance(source_features, target_features, *, cv: int = 5, Cs=DEFAULT_CS,
-                     random_state=0, max_iter: int = 10_000) -> float:
+                     random_state=0, max_iter: int = 10_000,
+                     max_per_domain: "int | None" = None) -> float:
     """Proxy A-distance between two domains in a feature space.
 
     Parameters
@@ -32,6 +61,11 @@ def proxy_a_distance(source_features, target_features, *, cv: int = 5, Cs=DEFAUL
         LinearSVC regularisation constants searched; the lowest CV error is used.
     random_state : int, default 0
     max_iter : int, default 10000
+    max_per_domain : int, optional
+        Estimate on a balanced subsample (:func:`balanced_subsample`, seeded by ``random_state``)
+        of at most this many instances per domain instead of all of them. The classifier's cost
+        grows with the instances while the estimate's error shrinks only with their square root;
+        ``tlexplorer analyze`` uses 2,000 (docs/analysis-choices.md).
 
     Returns
     -------
@@ -50,6 +84,8 @@ def proxy_a_distance(source_features, target_features, *, cv: int = 5, Cs=DEFAUL
     """
     xs, xt = _check_domains(source_features, target_features, name_s="source_features",
                             name_t="target_features")
+    rows_s, rows_t = balanced_subsample(len(xs), len(xt), max_per_domain, random_state)
+    xs, xt = xs[rows_s], xt[rows_t]
     x = np.vstack([xs, xt])
     y = np.concatenate([np.zeros(xs.shape[0], dtype=np.int64), np.ones(xt.shape[0], dtype=np.int64)])
     fit = _cross_validate(x, y, cv=cv, Cs=Cs, random_state=random_state, max_iter=max_iter,

@@ -28,7 +28,7 @@ from sklearn.svm import LinearSVC
 
 from .neurons import _as_matrix
 
-__all__ = ["DEFAULT_CS", "DomainDiscriminability", "domain_discriminability"]
+__all__ = ["DEFAULT_CS", "DomainDiscriminability", "domain_discriminability", "fit_scopes"]
 
 #: Grid of the LinearSVC regularisation constant C searched by cross-validation.
 DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -350,3 +350,56 @@ def domain_discriminability(source_conductance, target_conductance, *, cv: int =
     """
     return DomainDiscriminability(cv=cv, Cs=Cs, random_state=random_state, max_iter=max_iter,
                                   class_weight=class_weight).fit(source_conductance, target_conductance)
+
+
+def fit_scopes(pairs, *, n_jobs: "int | None" = None, **params) -> list:
+    """:func:`domain_discriminability` of several scopes (classes), in parallel processes.
+
+    Parameters
+    ----------
+    pairs : sequence of (source_conductance, target_conductance)
+        One pair of arrays per scope, as :func:`domain_discriminability` takes them.
+    n_jobs : int, optional
+        Worker processes; None: one per scope, at most the CPUs this process may run on. 1 fits
+        the scopes one after the other in this process.
+    **params
+        ``cv``, ``Cs``, ``random_state``, ``max_iter``, ``class_weight``.
+
+    Returns
+    -------
+    list of DomainDiscriminability
+        Fitted, in the order of ``pairs``; each the same as fitting it alone (every fit is seeded).
+
+    Notes
+    -----
+    Processes, not threads: liblinear releases the GIL, but the convergence check records warnings
+    with ``warnings.catch_warnings``, which is process-wide, so concurrent fits in threads would mix
+    their notes. joblib's loky workers are reused between calls and limit their BLAS threads to
+    their share of the CPUs.
+    """
+    pairs = list(pairs)
+    if n_jobs is None:
+        n_jobs = min(len(pairs), _available_cpus())
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive int or None, got {n_jobs!r}")
+    if n_jobs == 1 or len(pairs) <= 1:
+        return [domain_discriminability(source, target, **params) for source, target in pairs]
+    from joblib import Parallel, delayed
+
+    # largest first (the all-classes scope is as large as all others together), so that no worker
+    # is left with it at the end while the others idle
+    order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+    fitted = Parallel(n_jobs=n_jobs)(delayed(domain_discriminability)(*pairs[i], **params) for i in order)
+    result = [None] * len(pairs)
+    for i, fit in zip(order, fitted):
+        result[i] = fit
+    return result
+
+
+def _available_cpus() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

@@ -17,7 +17,13 @@ Algorithm choices (openTSNE 1.0):
 - nearest neighbours: exact brute force (scikit-learn, BLAS) up to ``20,000`` points, where it beats
   approximate search; Annoy (bundled with openTSNE, works offline) above that. pynndescent and hnswlib
   are optional openTSNE back-ends that are not installed.
-- gradients: Barnes-Hut below 10,000 points, FFT-accelerated interpolation (FIt-SNE) above.
+- gradients: Barnes-Hut below 10,000 points, FFT-accelerated interpolation (FIt-SNE) above - unless
+  4 or more threads are given: openTSNE 1.0's FFT gradient runs on one thread whatever ``n_jobs`` says
+  (only the attractive forces use the others), while Barnes-Hut spreads its repulsive forces over all
+  of them. Measured on 16,797 digits embeddings (docs/performance.md, "t-SNE"): FFT 61 s on 1 thread and
+  58 s on 2; Barnes-Hut 86 s on 1 and 63 s on 2, so from 4 threads on Barnes-Hut is the faster one.
+  That is also why more threads made the FFT t-SNE slower, not faster, on a 16-core machine: they had
+  nothing to do but synchronise.
 - initialisation: PCA, rescaled to standard deviation 1e-4 (openTSNE's ``initialization.pca``).
 - perplexity: at most ``(N - 1) / 3`` so that the 3·perplexity neighbours exist for tiny N.
 
@@ -30,10 +36,13 @@ from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["tsne_layout", "project_subset", "prepare_embeddings"]
+__all__ = ["gradient_method", "tsne_layout", "project_subset", "prepare_embeddings"]
 
-#: Below this many points the gradient uses Barnes-Hut, from it on FFT interpolation.
+#: Below this many points the gradient uses Barnes-Hut, from it on FFT interpolation ...
 FFT_MIN_POINTS = 10_000
+#: ... unless at least this many threads are given: openTSNE's FFT gradient is single-threaded,
+#: Barnes-Hut's is not (see the module docstring).
+BH_MIN_THREADS = 4
 #: Up to this many points neighbours are searched exactly (brute force), above it with Annoy.
 EXACT_KNN_MAX_POINTS = 20_000
 #: Barnes-Hut accuracy of the subset re-projection (openTSNE's default 0.5 is for the global layout).
@@ -59,6 +68,12 @@ def _default_jobs(n_jobs: "int | None", n_points: int) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def gradient_method(n_points: int, n_jobs: int) -> str:
+    """openTSNE's ``negative_gradient_method`` for ``n_points`` on ``n_jobs`` threads: ``"bh"``
+    below FFT_MIN_POINTS or from BH_MIN_THREADS threads on, else ``"fft"``."""
+    return "bh" if n_points < FFT_MIN_POINTS or n_jobs >= BH_MIN_THREADS else "fft"
 
 
 def _check_embeddings(embeddings) -> np.ndarray:
@@ -144,7 +159,7 @@ def _optimize(init: np.ndarray, affinities, *, early_iter: int, n_iter: int, n_j
 
     n = len(init)
     total = early_iter + n_iter
-    method = "bh" if n < FFT_MIN_POINTS else "fft"
+    method = gradient_method(n, n_jobs)
     embedding = TSNEEmbedding(init, affinities, negative_gradient_method=method, n_jobs=n_jobs,
                               theta=theta, random_state=random_state, verbose=verbose)
     last = [0]

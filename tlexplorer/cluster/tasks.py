@@ -277,8 +277,8 @@ def conductance_chunk(inputs: RunInputs, role: str, blob, where: pl.DataFrame, k
     def compute():
         result, report = layer_conductance(
             model, names, _loader(data, where, opts.batch_size), None, n_steps=opts.n_steps,
-            method=opts.method, internal_batch_size=opts.internal_batch_size, device=device,
-            return_report=True, completeness_tol=None)
+            method=opts.method, internal_batch_size=opts.internal_batch_size,
+            max_chunk_bytes=opts.max_chunk_bytes(), device=device, return_report=True, completeness_tol=None)
         arrays = {layer: result[layer].numpy().astype(np.float32) for layer in names}
         record = {"cut": {l: bool(report.cut[l]) for l in names},
                   "abs_gap": {l: float(report.gap(l).abs().sum()) for l in names},
