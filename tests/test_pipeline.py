@@ -146,6 +146,23 @@ def test_manifest_records_each_stage_s_seconds_and_peak_memory(tiny_bundle):
     assert m["peak_rss_scope"] in ("stage", "process")
 
 
+def test_every_focus_class_has_its_class_layout_in_the_bundle(tiny_bundle):
+    """The instance view's layout of each focus class with its most confused class is laid out
+    by analyze (a class switch in the app computes none)."""
+    from tlexplorer import class_layouts
+    from tlexplorer.bundle import open_bundle
+
+    bundle = open_bundle(tiny_bundle)
+    names = bundle.table("instances")["class_name"].cast(pl.String).to_numpy()
+    sets = class_layouts.default_class_sets(bundle.table("confusion"), bundle.classes)
+    wanted = [s for s in sets if class_layouts.wants_own_layout(
+        len(class_layouts.class_rows(names, s)), len(s), len(bundle.classes))]
+    assert wanted
+    for chosen in wanted:
+        rows = class_layouts.class_rows(names, chosen)
+        assert class_layouts.cached_layout(bundle, chosen, len(rows)) is not None, chosen
+
+
 def test_discriminability_stores_what_the_active_projection_needs(tiny_bundle):
     b = open_bundle(tiny_bundle)
     base = "discriminability/__all__"

@@ -723,13 +723,13 @@ def _precompute_feature_vis(bundle, models: dict, neurons: pl.DataFrame, *, devi
     return done
 
 
-def _fill_class_layouts(path: Path, seconds: dict, progress: bool) -> None:
+def _fill_class_layouts(path: Path, stages: StageLog, progress: bool) -> None:
     """The instance view's layout of each focus class with its most confused class, laid out now
     into the bundle's cache so that a class switch in the app computes none (resumable)."""
     from .bundle import open_bundle
     from .class_layouts import fill_default_layouts
 
-    with _stage(seconds, "class layouts"):
+    with _stage(stages, "class layouts"):
         fill_default_layouts(open_bundle(path), progress=progress)
 
 
@@ -835,7 +835,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
             with _stage(stages, "feature visualizations"):
                 _precompute_feature_vis(finished, models, finished.table("neurons"), device=device,
                                         progress=progress)
-        _fill_class_layouts(out, seconds, progress)
+        _fill_class_layouts(out, stages, progress)
         if progress:
             print(stage_table(seconds, finished.manifest.get("warnings", [])))
         return out
@@ -894,7 +894,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
     }
     path = writer.finalize(manifest)
     seconds["bundle"] = time.perf_counter() - started
-    _fill_class_layouts(path, seconds, progress)
+    _fill_class_layouts(path, stages, progress)
     if options.feature_vis:
         with _stage(stages, "feature visualizations"):
             _precompute_feature_vis(open_bundle(path), models, neurons, device=device, progress=progress)
