@@ -907,6 +907,9 @@ class _Recent:
                 self._items.popitem(last=False)
 
 
+#: Seconds after a class is shown before the other classes are laid out ahead (a page is built
+#: meanwhile: the work would compete with it for the interpreter).
+AHEAD_DELAY_S = 3.0
 _LAYOUTS = _Recent(RECENT_LAYOUTS)  # (bundle, class, layers, switches) -> computed result
 _AHEAD: set = set()  # (bundle, layers, switches) being laid out ahead now
 _AHEAD_LOCK = threading.Lock()
@@ -1271,8 +1274,9 @@ class NetworkView(pn.viewable.Viewer):
                 self._redraw(frames, wire)
             else:
                 self._redraw()
-        if _in_server_session():
-            self._lay_out_ahead(list(key[2]), toggles)
+        if _in_server_session():  # after the page is built, not competing with it
+            pn.state.curdoc.add_timeout_callback(
+                lambda: self._lay_out_ahead(list(key[2]), toggles), int(AHEAD_DELAY_S * 1000))
 
     def wait(self, timeout: float = 30.0) -> None:
         """Block until a background update started by the view has ended (tests, scripts)."""
