@@ -17,8 +17,16 @@ import panel as pn
 
 
 def batched():
-    """``with batched():`` — the model changes inside reach the browser as one message."""
-    return pn.io.hold(freeze=True)
+    """``with batched():`` — the model changes inside reach the browser as one message.
+
+    On the document's own event loop the model graph is frozen meanwhile. Elsewhere (a page
+    build's worker thread) only Panel's thread-safe hold applies: freezing would walk the
+    document's models from that thread while the loop may be changing them.
+    """
+    from panel.io.state import state
+
+    on_loop = state.curdoc is None or state._thread_id in (None, state._current_thread)
+    return pn.io.hold(freeze=on_loop)
 
 
 def held_link(widget: Any, obj: Any, name: str) -> Any:

@@ -1275,8 +1275,11 @@ class NetworkView(pn.viewable.Viewer):
             else:
                 self._redraw()
         if _in_server_session():  # after the page is built, not competing with it
-            pn.state.curdoc.add_timeout_callback(
-                lambda: self._lay_out_ahead(list(key[2]), toggles), int(AHEAD_DELAY_S * 1000))
+            # a timer thread, not the document's timeout callback: this may run in a page
+            # build's worker thread, where the document must not be touched
+            timer = threading.Timer(AHEAD_DELAY_S, self._lay_out_ahead, (list(key[2]), toggles))
+            timer.daemon = True
+            timer.start()
 
     def wait(self, timeout: float = 30.0) -> None:
         """Block until a background update started by the view has ended (tests, scripts)."""
