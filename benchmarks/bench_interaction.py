@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from bench_serve import free_port, wait_for  # the same server start as the serving benchmark
 
 VIEWS = ("stats", "instances", "network", "features")
 CARD_CLASSES = {view: f"tlx-area-{view}" for view in VIEWS}
@@ -78,23 +78,6 @@ INSTALL_JS = """(cards) => {
   }, false);
   window.__tlx = state;
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, timeout: float = 300) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            with urllib.request.urlopen(url + "tlx-health", timeout=2):
-                return time.monotonic() - start
-        except Exception:
-            time.sleep(0.2)
-    raise SystemExit(f"the server at {url} did not answer within {timeout} s")
 
 
 class Probe:

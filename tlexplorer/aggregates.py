@@ -192,6 +192,14 @@ class _LRU:
         self.hits = 0
         self.misses = 0
 
+    def peek(self, key: Hashable) -> Any:
+        """The value kept for ``key``, or None (nothing is computed)."""
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
     def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         with self._lock:
             if key in self._data:
@@ -228,6 +236,10 @@ class _LRU:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+#: The bounded memo for other modules (the app's views keep their recent results in it).
+BoundedMemo = _LRU
 
 
 # ----------------------------------------------------------------------------- result types

@@ -23,7 +23,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from tlexplorer.aggregates import ALL, aggregates_for, short_layer_names
+from tlexplorer.aggregates import ALL, BoundedMemo, aggregates_for, short_layer_names
 from tlexplorer.app.links import batched, held_link
 from tlexplorer.app.state import Session
 from tlexplorer.app.thumbnails import feature_image_url
@@ -186,7 +186,7 @@ class FeatureView(pn.viewable.Viewer):
                                        linked_axes=False, css_classes=["tlx-discriminability-plot"])
         self._plot_caption = pn.pane.HTML("", margin=(0, 5, 0, 10))
         self._shown: dict = {}
-        self._recent_plots: dict = {}  # (scope, axes) -> what the plot showed, most recent last
+        self._recent_plots = BoundedMemo(RECENT_PLOTS)  # (scope, axes) -> what the plot showed
         self._shade = False
         self.session.param.watch(self._on_scope, ["feature_scope"])
         self.session.param.watch(self._on_order, ["feature_order"])
@@ -514,19 +514,17 @@ class FeatureView(pn.viewable.Viewer):
 
     def _refresh_plot(self) -> None:
         self._mark_axes()
-        key = (self.scope, tuple(self.axes))
-        shown = self._recent_plots.pop(key, None)
-        if shown is None:
-            proj = self._agg.discriminability_projection(self.scope, [])
+        scope, axes = self.scope, list(self.axes)
+
+        def compute() -> dict:
+            proj = self._agg.discriminability_projection(scope, [])
             # §5.4.2: the points are projected over the active neurons (top five or checked)
-            active = self._agg.active_projection(self.scope, self.axes)
+            active = self._agg.active_projection(scope, axes)
             if active is not None:
                 proj = dict(proj, x=active[:, 0], y=active[:, 1])
-            shown = {"points": proj, "axes": self._axes_parts(proj, self.axes),
-                     "active": active is not None}
-        self._recent_plots[key] = shown  # most recent last
-        while len(self._recent_plots) > RECENT_PLOTS:
-            self._recent_plots.pop(next(iter(self._recent_plots)))
+            return {"points": proj, "axes": self._axes_parts(proj, axes),
+                    "active": active is not None}
+        shown = self._recent_plots.get((scope, tuple(axes)), compute)
         self._shown = shown
         proj, active = shown["points"], shown["active"]
         with param.edit_constant(self):

@@ -37,6 +37,7 @@ from holoviews.operation.datashader import rasterize
 from tlexplorer import class_layouts
 from tlexplorer.app import jobs, thumbnails
 from tlexplorer.app.export import PLOT_TOOLS, csv_download
+from tlexplorer.aggregates import BoundedMemo
 from tlexplorer.app.loading import bundle_identity, derived
 from tlexplorer.app.links import batched, held_link, set_shown
 from tlexplorer.app.state import Session
@@ -350,7 +351,7 @@ class InstanceView(pn.viewable.Viewer):
         self._override_kind = ""  # "classes" (their own layout) or "selection" (re-projected)
         self._override_token: "tuple | None" = None  # names the override's positions
         self._frame_token: tuple = ()  # names the shown point set (see _compute_subset)
-        self._recent: "OrderedDict[tuple, Any]" = OrderedDict()  # shown sets and frames
+        self._recent = BoundedMemo(RECENT_FRAMES)  # shown point sets and frames
         self._size = DEFAULT_SIZE
         self._job: "jobs.Job | None" = None
         self._layout = None
@@ -477,10 +478,11 @@ class InstanceView(pn.viewable.Viewer):
         token = (tuple(sorted(self.session.selected_classes)), self.domain,
                  self._override_token if self._override is not None else None)
         self._frame_token = token
-        recent = self._remember(("subset", token))
-        if recent is not None:
-            self._sub, self._sx, self._sy, self._points, self._mis_points = recent
-            return
+        (self._sub, self._sx, self._sy, self._points,
+         self._mis_points) = self._recent.get(("subset", token), self._subset)
+
+    def _subset(self) -> tuple:
+        """(rows shown, their x, their y, their points, the mispredicted ones' points)."""
         base = instance_frame(self.bundle)
         if self._override is not None:
             rows, xy = self._override
@@ -495,26 +497,10 @@ class InstanceView(pn.viewable.Viewer):
         if self.domain != "both":
             mask &= frame["role"].to_numpy() == self.domain
         sub = frame.loc[mask, list(PLOT_COLUMNS)].reset_index(drop=True)
-        self._sub = sub
-        self._sx = sub["x"].to_numpy()
-        self._sy = sub["y"].to_numpy()
-        self._points = hv.Points(sub, ["x", "y"], ["class_name", "role", "mispredicted", "row"])
         mis = sub[sub["mispredicted"].to_numpy()]
-        self._mis_points = hv.Points(mis, ["x", "y"], ["class_name"])
-        self._remember(("subset", token), (self._sub, self._sx, self._sy, self._points,
-                                           self._mis_points))
-
-    def _remember(self, key: tuple, value: Any = None) -> Any:
-        """Get (or with ``value``, put) one of the view's recent subsets and frames."""
-        if value is None:
-            value = self._recent.get(key)
-            if value is not None:
-                self._recent.move_to_end(key)
-            return value
-        self._recent[key] = value
-        while len(self._recent) > RECENT_FRAMES:
-            self._recent.popitem(last=False)
-        return value
+        return (sub, sub["x"].to_numpy(), sub["y"].to_numpy(),
+                hv.Points(sub, ["x", "y"], ["class_name", "role", "mispredicted", "row"]),
+                hv.Points(mis, ["x", "y"], ["class_name"]))
 
     @property
     def shown_rows(self) -> np.ndarray:
@@ -588,7 +574,6 @@ class InstanceView(pn.viewable.Viewer):
                 self._range.update(x_range=x_range, y_range=y_range)
         if width and height:
             self._size = (int(width), int(height))
-        w, h = self._size
         mask = self._in_range(x_range, y_range)
         visible = int(mask.sum())
         # the plot's pixel size only matters to a raster: glyphs stay as they are when the
@@ -597,14 +582,16 @@ class InstanceView(pn.viewable.Viewer):
                self.hover_thumbnails, self._size if visible > self.raster_threshold else None)
         if self._last_frame is not None and self._last_frame[0] == key:
             return self._last_frame[1]  # HoloViews asks again once it set the range stream
-        recent = self._remember(key)
-        if recent is not None:  # a point set shown before, at the same range (a revisit)
-            mode, overlay = recent
-            self.param.update(mode=mode, visible_count=visible)
-            self._rendered_range = (tuple(x_range), tuple(y_range))
-            self._last_frame = (key, overlay)
-            return overlay
+        # a point set shown before at the same range (a revisit) is not drawn again
+        mode, overlay = self._recent.get(key, lambda: self._draw(x_range, y_range, mask, visible))
+        self.param.update(mode=mode, visible_count=visible)
         self._rendered_range = (tuple(x_range), tuple(y_range))
+        self._last_frame = (key, overlay)
+        return overlay
+
+    def _draw(self, x_range, y_range, mask: np.ndarray, visible: int) -> tuple:
+        """(mode, overlay) of the shown points inside the range: a raster or glyphs."""
+        w, h = self._size
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
         if visible > self.raster_threshold:
             img = rasterize_points(self._points, self._mis_points, x_range=x_range,
@@ -623,12 +610,8 @@ class InstanceView(pn.viewable.Viewer):
             mis = hv.Points(frame[frame["mispredicted"].to_numpy()][["x", "y", "marker"]],
                             ["x", "y"], ["marker"], group="Mispredicted")
             mode = "glyphs"
-        self.param.update(mode=mode, visible_count=visible)
-        overlay = hv.Overlay([raster, mis, glyphs]).redim.range(x=tuple(x_range),
-                                                                 y=tuple(y_range))
-        self._last_frame = (key, overlay)
-        self._remember(key, (mode, overlay))
-        return overlay
+        return mode, hv.Overlay([raster, mis, glyphs]).redim.range(x=tuple(x_range),
+                                                                    y=tuple(y_range))
 
     def plot(self) -> hv.DynamicMap:
         """The scatter's DynamicMap with its options (built once per view)."""

@@ -37,7 +37,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections import OrderedDict
 from typing import Any, Sequence
 
 import numpy as np
@@ -49,7 +48,8 @@ from bokeh.models import (BoxZoomTool, ColumnDataSource, CustomJS, HoverTool, La
 from bokeh.core.property.descriptors import UnsetValueError
 from bokeh.plotting import figure
 
-from tlexplorer.aggregates import BoxStats, Histogram, NetworkBlockData, aggregates_for
+from tlexplorer.aggregates import (BoundedMemo, BoxStats, Histogram, NetworkBlockData,
+                                   aggregates_for)
 from tlexplorer.app.links import batched, held_link, set_shown
 from tlexplorer.app.loading import bundle_identity
 from tlexplorer.app.state import Session
@@ -884,33 +884,10 @@ def _px(em: float) -> str:
 RECENT_LAYOUTS = 48
 
 
-class _Recent:
-    """A small least-recently-used map, safe to share between threads."""
-
-    def __init__(self, size: int):
-        self._size = size
-        self._items: "OrderedDict[Any, Any]" = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-
 #: Seconds after a class is shown before the other classes are laid out ahead (a page is built
 #: meanwhile: the work would compete with it for the interpreter).
 AHEAD_DELAY_S = 3.0
-_LAYOUTS = _Recent(RECENT_LAYOUTS)  # (bundle, class, layers, switches) -> computed result
+_LAYOUTS = BoundedMemo(RECENT_LAYOUTS)  # (bundle, class, layers, switches) -> computed result
 _AHEAD: set = set()  # (bundle, layers, switches) being laid out ahead now
 _AHEAD_LOCK = threading.Lock()
 
@@ -1198,7 +1175,7 @@ class NetworkView(pn.viewable.Viewer):
         if cls is None:
             return
         toggles = self._toggles()
-        cached = _LAYOUTS.get(self._key(cls, layers, toggles))
+        cached = _LAYOUTS.peek(self._key(cls, layers, toggles))
         if cached is not None or not _in_server_session():
             self._apply(gen, cached if cached is not None else self._compute(cls, layers, toggles))
             return
@@ -1219,22 +1196,20 @@ class NetworkView(pn.viewable.Viewer):
     def _compute(self, cls: str, layers: list[str], toggles: tuple[bool, bool, bool]) -> tuple:
         """Aggregates, layout and wire columns of one class (any thread); kept for every session."""
         key = self._key(cls, layers, toggles)
-        cached = _LAYOUTS.get(key)
-        if cached is not None:
-            return cached
-        data = self._agg.network_block_data(cls, layers)
-        frames = self._frames_for(data, toggles)
-        wire = {name: json_columns(f) for name, f in frames.items()}
-        result = (key, data, toggles, frames, wire)
-        _LAYOUTS.put(key, result)
-        return result
+
+        def compute() -> tuple:
+            data = self._agg.network_block_data(cls, layers)
+            frames = self._frames_for(data, toggles)
+            return key, data, toggles, frames, {n: json_columns(f) for n, f in frames.items()}
+        # one computation per key, also when a click and the look-ahead want it at once
+        return _LAYOUTS.get(key, compute)
 
     def _lay_out_ahead(self, layers: list[str], toggles: tuple[bool, bool, bool]) -> None:
         """Lay out the other classes of this window in the background (once per process), so
         that the next class switch finds its layout ready."""
         ahead = (self._identity, tuple(layers), toggles)
         todo = [c for c in self.session.classes
-                if _LAYOUTS.get(self._key(c, layers, toggles)) is None]
+                if _LAYOUTS.peek(self._key(c, layers, toggles)) is None]
         with _AHEAD_LOCK:
             if not todo or ahead in _AHEAD:
                 return
