@@ -70,3 +70,13 @@ def test_a_failing_step_is_reported_and_the_next_steps_still_run():
     assert job.finished.wait(10)
     assert [str(e) for e in job.errors] == ["p step 0 broke"]
     assert ("p", "step1") in log
+
+
+def test_idle_and_wait_idle_follow_the_pages_being_built():
+    queue, log = BuildQueue(workers=1), []
+    assert queue.idle() and queue.wait_idle(timeout=0.01)
+    job = _job(log, "p", prepare_s=0.3)
+    queue.submit(job)
+    assert not queue.idle()
+    assert not queue.wait_idle(timeout=0.05)  # still building
+    assert queue.wait_idle(timeout=10) and job.finished.is_set() and queue.idle()

@@ -187,3 +187,8 @@ def test_the_scatter_is_projected_over_the_active_neurons(session):
     assert not np.allclose(moved, top)
     full = agg.discriminability_projection("__all__", [])
     assert not np.allclose(top[:, 0], full["x"])  # not the all-neuron projection
+
+
+def test_the_biplot_draws_on_a_canvas_not_webgl(session):
+    view = FeatureView(session=session)
+    assert hv.render(view._plot.object, backend="bokeh").output_backend == "canvas"

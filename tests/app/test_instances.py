@@ -298,3 +298,25 @@ def test_a_class_keeps_its_colour_whatever_is_selected(view, synth_session):
         assert {f: c.lower() for f, c in zip(mapper.factors, mapper.palette)} == {
             c: v.lower() for c, v in colors.items()}
         assert set(main.data_source.data["class_name"]) == set(chosen)
+
+
+def test_what_the_browser_reports_after_drawing_draws_nothing_again(view):
+    events = []
+    view._render(revision=view.revision)  # glyphs
+    view._viewport.add_subscriber(lambda **contents: events.append(contents))
+    (x0, x1), (y0, y1) = view._rendered_range
+    view._on_range(x_range=(x0, x1), y_range=(y0, y1))  # the range it drew
+    view._on_plot_size(width=640, height=480)  # glyphs do not depend on the pixel size
+    assert events == []
+    view._on_range(x_range=(x0, (x0 + x1) / 2), y_range=(y0, y1))  # a zoom
+    assert len(events) == 1
+    # a raster is drawn for the plot's pixel size: a new size draws it again
+    view.raster_threshold = 0
+    view._render(revision=view.revision, x_range=(x0, x1), y_range=(y0, y1))
+    assert view.mode == "raster"
+    view._on_plot_size(width=700, height=500)
+    assert len(events) == 2 and view._size == (700, 500)
+
+
+def test_the_scatter_draws_on_a_canvas_not_webgl(view):
+    assert hv.render(view.plot()).output_backend == "canvas"

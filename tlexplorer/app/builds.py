@@ -159,13 +159,24 @@ class BuildQueue:
             self._waiting.append(job)
             ahead = len(self._waiting) - 1 + self._running
             self._start_workers()
-            self._lock.notify()
+            self._lock.notify_all()  # a worker (and wait_idle, which re-checks)
         if ahead:
             job.tell_position(ahead)
 
     def waiting(self) -> int:
         with self._lock:
             return len(self._waiting)
+
+    def idle(self) -> bool:
+        """No page is being built or waiting for its turn."""
+        with self._lock:
+            return not self._waiting and self._running == 0
+
+    def wait_idle(self, timeout: "float | None" = None) -> bool:
+        """Block until no page is being built or waiting (work that can wait, such as laying
+        out classes ahead, lets page builds go first); False if ``timeout`` passed first."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._waiting and self._running == 0, timeout)
 
     def _start_workers(self) -> None:
         self._threads = [t for t in self._threads if t.is_alive()]
@@ -206,6 +217,7 @@ class BuildQueue:
                         self.skipped += 1
                     else:
                         self.built += 1
+                    self._lock.notify_all()  # wait_idle()
 
 
 _QUEUE: "BuildQueue | None" = None

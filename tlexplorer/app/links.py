@@ -11,22 +11,37 @@ measured with py-spy), and now does so once at the end.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
 import panel as pn
 
 
 def batched():
-    """``with batched():`` — the model changes inside reach the browser as one message.
+    """``with batched():`` — the model changes inside reach the browser as one message, and the
+    document's model graph is frozen meanwhile.
 
-    On the document's own event loop the model graph is frozen meanwhile. Elsewhere (a page
-    build's worker thread) only Panel's thread-safe hold applies: freezing would walk the
-    document's models from that thread while the loop may be changing them.
+    Off the document's event loop (a page being prepared in a worker thread, before any of its
+    views is in the document) it does nothing: holding or freezing the document from another
+    thread races the loop's own holds (a page's last view once never reached the browser), and
+    there is nothing to batch yet.
     """
     from panel.io.state import state
 
-    on_loop = state.curdoc is None or state._thread_id in (None, state._current_thread)
-    return pn.io.hold(freeze=on_loop)
+    if state.curdoc is not None and not _on_document_loop(state):
+        return contextlib.nullcontext()
+    return pn.io.hold(freeze=True)
+
+
+def _on_document_loop(state: Any) -> bool:
+    """Whether this thread runs the current document's event loop. Panel records the loop's
+    thread once the session runs; before that (a page prepared while the browser loads it) the
+    loop is the main thread's."""
+    loop_thread = state._thread_id
+    if loop_thread is None:
+        return threading.current_thread() is threading.main_thread()
+    return loop_thread == state._current_thread
 
 
 def held_link(widget: Any, obj: Any, name: str) -> Any:

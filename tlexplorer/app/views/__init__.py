@@ -21,6 +21,11 @@ TABLE_CONFIGURATION = {"columnDefaults": {"headerWordWrap": True, "tooltip": Tru
 #: Cells whose content Panel wraps in a block (styled tables) end in an ellipsis too.
 TABLE_STYLESHEETS = [".tabulator-cell > div { overflow: hidden; text-overflow: ellipsis; "
                      "white-space: nowrap; }"]
+#: HoloViews plots draw on a 2-D canvas, not WebGL (HoloViews' default): our glyph scatters hold at
+#: most a few thousand points (a datashader raster above), where WebGL only adds a GL context and a
+#: copy of it into the canvas on every paint (a quarter of the first page's browser time without a
+#: GPU, docs/performance.md).
+CANVAS_BACKEND = {"plot.output_backend": "canvas"}
 POSITIVE_COLOR = "#2ca02c"
 NEGATIVE_COLOR = "#d62728"
 
@@ -50,6 +55,6 @@ def class_colors(classes: Iterable[str]) -> dict[str, str]:
     return {c: palette[i] for i, c in enumerate(classes)}
 
 
-__all__ = ["CLASS_PALETTE", "DOMAIN_COLORS", "DOMAIN_MARKERS", "MISPREDICTED_COLOR",
+__all__ = ["CANVAS_BACKEND", "CLASS_PALETTE", "DOMAIN_COLORS", "DOMAIN_MARKERS", "MISPREDICTED_COLOR",
            "TABLE_CONFIGURATION", "TABLE_STYLESHEETS",
            "NEGATIVE_COLOR", "POSITIVE_COLOR", "SOURCE_COLOR", "TARGET_COLOR", "class_colors"]

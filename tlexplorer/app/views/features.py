@@ -27,7 +27,8 @@ from tlexplorer.aggregates import ALL, BoundedMemo, aggregates_for, short_layer_
 from tlexplorer.app.links import batched, held_link
 from tlexplorer.app.state import Session
 from tlexplorer.app.thumbnails import feature_image_url
-from tlexplorer.app.views import SOURCE_COLOR, TABLE_CONFIGURATION, TABLE_STYLESHEETS, TARGET_COLOR
+from tlexplorer.app.views import (CANVAS_BACKEND, SOURCE_COLOR, TABLE_CONFIGURATION,
+                                  TABLE_STYLESHEETS, TARGET_COLOR)
 from tlexplorer.app.views.neuron_detail import (_call_in_session, _session_doc, feature_vis_service,
                                                 img_html, placeholder_html, unavailable_html)
 
@@ -423,7 +424,7 @@ class FeatureView(pn.viewable.Viewer):
                 "ylabel": "first principal component g", "show_legend": True,
                 "legend_position": "top", "legend_opts": {"orientation": "horizontal"},
                 "framewise": True, "responsive": True, "height": self.plot_height,
-                "toolbar": "above"},
+                "toolbar": "above", "backend_opts": CANVAS_BACKEND},
         })
 
     def _points_frame(self, plot_revision: int = 0):

@@ -1,7 +1,9 @@
 """Instance view (paper §5.2, Fig. 1 B): class selector, class details, projection scatter.
 
-The scatter is one ``hv.DynamicMap`` driven by the plot's ``RangeXY`` and ``PlotSize`` streams and
-by :attr:`InstanceView.revision` (bumped when the shown point set changes). Each render counts the
+The scatter is one ``hv.DynamicMap`` driven by a viewport stream (the range and pixel size it
+draws, fed by the plot's ``RangeXY`` and ``PlotSize`` streams only when what they report changes
+the drawing) and by :attr:`InstanceView.revision` (bumped when the shown point set changes). Each
+render counts the
 points inside the visible range: above :attr:`InstanceView.raster_threshold` it returns a datashader
 raster (``rasterize`` with ``ds.count_cat("class_name")``, shaded with the class palette, spread so
 that sparse points stay visible, with a dark gray halo where mispredicted instances are); at or
@@ -42,7 +44,7 @@ from tlexplorer.app.loading import bundle_identity, derived
 from tlexplorer.app.links import batched, held_link, set_shown
 from tlexplorer.app.state import Session
 from tlexplorer.app.text import escaped_options
-from tlexplorer.app.views import (DOMAIN_COLORS, DOMAIN_MARKERS, MISPREDICTED_COLOR, SOURCE_COLOR,
+from tlexplorer.app.views import (CANVAS_BACKEND, DOMAIN_COLORS, DOMAIN_MARKERS, MISPREDICTED_COLOR, SOURCE_COLOR,
                                   TABLE_CONFIGURATION, TABLE_STYLESHEETS,
                                   TARGET_COLOR, class_colors)
 
@@ -63,6 +65,17 @@ TOOLTIP = """
   </div>
 </div>
 """
+
+
+class _Viewport(hv.streams.LinkedStream):
+    """What the scatter draws: the data range and (for a raster) the pixel size. Set by the view
+    only; linked, because HoloViews connects the plot's own streams (range, size, tap, selection)
+    only to a map that has a linked stream."""
+
+    x_range = param.Tuple(default=None, length=2, constant=True)
+    y_range = param.Tuple(default=None, length=2, constant=True)
+    width = param.Integer(default=None, allow_None=True, constant=True)
+    height = param.Integer(default=None, allow_None=True, constant=True)
 
 
 # ---------------------------------------------------------------------- shared, per bundle
@@ -362,11 +375,16 @@ class InstanceView(pn.viewable.Viewer):
                                 formatters={"@marker": domain_formatter(bundle)},
                                 name="tlx-instance-hover", limit=1)
         self._compute_subset()
-        self._range = hv.streams.RangeXY()
-        self._plotsize = hv.streams.PlotSize()
+        self._viewport = _Viewport()
         self._dmap = hv.DynamicMap(
-            self._render,
-            streams=[self._range, self._plotsize, hv.streams.Params(self, ["revision"])])
+            self._render, streams=[self._viewport, hv.streams.Params(self, ["revision"])])
+        # what the browser reports goes to the viewport only when it changes the drawing: the
+        # range and size it reports once the plot is laid out would otherwise make HoloViews
+        # update the whole scatter again (half a second on every page)
+        self._range = hv.streams.RangeXY(source=self._dmap)
+        self._range.add_subscriber(self._on_range)
+        self._plotsize = hv.streams.PlotSize(source=self._dmap)
+        self._plotsize.add_subscriber(self._on_plot_size)
         self._tap = hv.streams.Tap(source=self._dmap, transient=True)
         self._tap.add_subscriber(self._on_tap)
         self._bounds = hv.streams.BoundsXY(source=self._dmap)
@@ -568,10 +586,8 @@ class InstanceView(pn.viewable.Viewer):
             first = x_range is None or y_range is None
             x_range, y_range = self.extent()
             self._last_revision = revision
-            if not first:
-                # keep the stream consistent until the plot reports its new range (on the first
-                # render it is empty anyway, and changing it would make HoloViews render twice)
-                self._range.update(x_range=x_range, y_range=y_range)
+            if not first:  # a later size change draws this range, not the one zoomed before
+                self._viewport.update(x_range=x_range, y_range=y_range)
         if width and height:
             self._size = (int(width), int(height))
         mask = self._in_range(x_range, y_range)
@@ -588,6 +604,23 @@ class InstanceView(pn.viewable.Viewer):
         self._rendered_range = (tuple(x_range), tuple(y_range))
         self._last_frame = (key, overlay)
         return overlay
+
+    def _on_range(self, x_range=None, y_range=None, **_ignored) -> None:
+        """The browser's range: drawn again only when it is not the range drawn last."""
+        if x_range is None or y_range is None:
+            return
+        if self._rendered_range is not None and np.allclose(
+                np.ravel(self._rendered_range), np.ravel((x_range, y_range)), rtol=1e-9, atol=0):
+            return
+        self._viewport.event(x_range=tuple(x_range), y_range=tuple(y_range))
+
+    def _on_plot_size(self, width=None, height=None, **_ignored) -> None:
+        """The plot's pixel size: it only matters to a raster (glyphs stay as they are)."""
+        if not (width and height) or (int(width), int(height)) == self._size:
+            return
+        self._size = (int(width), int(height))
+        if self.mode == "raster":
+            self._viewport.event(width=self._size[0], height=self._size[1])
 
     def _draw(self, x_range, y_range, mask: np.ndarray, visible: int) -> tuple:
         """(mode, overlay) of the shown points inside the range: a raster or glyphs."""
@@ -633,7 +666,8 @@ class InstanceView(pn.viewable.Viewer):
                 "yaxis": None,
                 "default_tools": ["pan", "wheel_zoom", "box_zoom", "reset", *PLOT_TOOLS],
                 "active_tools": ["pan", "wheel_zoom"], "toolbar": "above",
-                "title": "Projection (t-SNE)", "show_legend": False},
+                "title": "Projection (t-SNE)", "show_legend": False,
+                "backend_opts": CANVAS_BACKEND},
         })
 
     # ------------------------------------------------------------------ interaction

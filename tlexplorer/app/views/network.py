@@ -887,6 +887,8 @@ RECENT_LAYOUTS = 48
 #: Seconds after a class is shown before the other classes are laid out ahead (a page is built
 #: meanwhile: the work would compete with it for the interpreter).
 AHEAD_DELAY_S = 3.0
+#: Longest wait for the server's page builds to end before the look-ahead is given up.
+AHEAD_MAX_WAIT_S = 60.0
 _LAYOUTS = BoundedMemo(RECENT_LAYOUTS)  # (bundle, class, layers, switches) -> computed result
 _AHEAD: set = set()  # (bundle, layers, switches) being laid out ahead now
 _AHEAD_LOCK = threading.Lock()
@@ -1207,6 +1209,12 @@ class NetworkView(pn.viewable.Viewer):
     def _lay_out_ahead(self, layers: list[str], toggles: tuple[bool, bool, bool]) -> None:
         """Lay out the other classes of this window in the background (once per process), so
         that the next class switch finds its layout ready."""
+        from tlexplorer.app import jobs
+        from tlexplorer.app.builds import build_queue
+
+        # pages being built go first (this runs in a timer thread: waiting here blocks nobody)
+        if not build_queue().wait_idle(timeout=AHEAD_MAX_WAIT_S):
+            return
         ahead = (self._identity, tuple(layers), toggles)
         todo = [c for c in self.session.classes
                 if _LAYOUTS.peek(self._key(c, layers, toggles)) is None]
@@ -1214,11 +1222,12 @@ class NetworkView(pn.viewable.Viewer):
             if not todo or ahead in _AHEAD:
                 return
             _AHEAD.add(ahead)
-        from tlexplorer.app import jobs
 
         def run() -> None:
             try:
                 for cls in todo:
+                    if not build_queue().idle():  # a page came: the rest when chosen or later
+                        break
                     self._compute(cls, layers, toggles)
             except Exception:  # a class that fails now fails again, visibly, when chosen
                 log.debug("laying out network classes ahead failed", exc_info=True)

@@ -1,0 +1,63 @@
+"""Panel's deferred websocket writes never strand a message (app/panel_fixes.py)."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from bokeh.document import Document
+from panel.io import document as pdoc
+
+from tlexplorer.app.panel_fixes import fix_stranded_writes
+
+
+class _Socket:
+    """Stands in for a websocket: Panel sends through ``extra_socket_handlers`` by type."""
+
+
+class _Connection:
+    def __init__(self):
+        self._socket = _Socket()
+        self.protocol = SimpleNamespace(create=lambda kind, events: events[0])
+
+
+def _send_two_messages_while_the_first_is_being_written() -> list:
+    """The interleaving that stranded a message: a second message is queued after the first
+    one's write finished but before the task writing it has lifted the write block."""
+    sent, pending = [], []
+
+    def handler(conn, msg):
+        sent.append(msg)
+        future = asyncio.get_running_loop().create_future()
+        pending.append(future)
+        return [future]
+
+    async def scenario():
+        doc = Document()
+        conn = _Connection()
+        pdoc.extra_socket_handlers[_Socket] = handler
+        try:
+            pdoc.schedule_write_events(doc, [conn], ["first view"])
+            for _ in range(5):  # the first task starts writing and waits for the write
+                await asyncio.sleep(0)
+            # the first write ends (its task is woken to lift the block) and, before that task
+            # runs again, the last view is queued
+            pending[0].set_result(None)
+            pdoc.schedule_write_events(doc, [conn], ["last view"])
+            for _ in range(50):
+                await asyncio.sleep(0.002)
+                for future in pending:
+                    if not future.done():
+                        future.set_result(None)
+        finally:
+            pdoc.extra_socket_handlers.pop(_Socket, None)
+            pdoc._WRITE_MSGS.pop(doc, None)
+            pdoc._WRITE_BLOCK.pop(doc, None)
+
+    asyncio.run(scenario())
+    return sent
+
+
+def test_a_message_queued_while_another_is_written_is_sent():
+    fix_stranded_writes()
+    fix_stranded_writes()  # idempotent
+    assert _send_two_messages_while_the_first_is_being_written() == ["first view", "last view"]
