@@ -127,7 +127,7 @@ def test_important_weights_and_inherited_flags_of_one_class_are_recomputed(tiny_
 
 def test_t_sne_beside_the_model_passes_gives_the_same_layout(tiny_run, tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "BACKGROUND_TSNE_MIN_POINTS", 0)
-    monkeypatch.setattr(pipeline, "_cpus", lambda: 2)
+    monkeypatch.setattr(pipeline, "available_cpus", lambda: 2)
     out = analyze(tiny_run, tmp_path / "bundle", options=TINY, progress=False)
     bundle = open_bundle(out)
     np.testing.assert_array_equal(bundle.array("tsne"), open_bundle(tiny_bundle).array("tsne"))

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from . import __version__
 from ._progress import fraction_bar_format
 from ._stages import StageLog
-from .config import package_versions, resolve_device
+from .config import available_cpus, package_versions, resolve_device
 from .errors import BundleError, LayerError
 
 ALL = "__all__"
@@ -239,22 +239,13 @@ def _tsne_threads(device: torch.device, cpus: int) -> int:
     return max(1, cpus // 4)
 
 
-def _cpus() -> int:
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _start_projection(ctx: _Context) -> None:
     """Start the t-SNE in a background process when it pays (enough instances, a spare CPU): the
     model passes that follow keep the GPU or torch's threads busy meanwhile. On the CPU torch gives
     the t-SNE's threads up until it finishes (two thread pools on the same cores slow both down)."""
     from ._background import BackgroundLayout
 
-    cpus = _cpus()
+    cpus = available_cpus()
     if (ctx.writer.has_array("tsne") or len(ctx.instances) < BACKGROUND_TSNE_MIN_POINTS
             or (ctx.device.type == "cpu" and cpus < 2)):
         return
