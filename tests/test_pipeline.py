@@ -142,6 +142,7 @@ def test_manifest_records_each_stage_s_seconds_and_peak_memory(tiny_bundle):
     assert order.index("predictions and embedding") < order.index("conductance and activations") < order.index("tables")
     for name in ("conductance and activations", "t-SNE projection", "layer metrics", "domain discriminability"):
         assert stages[name]["seconds"] >= 0 and stages[name]["peak_rss_bytes"] > 0
+        assert 0 < stages[name]["start_rss_bytes"] <= stages[name]["peak_rss_bytes"]  # Linux
         assert stages[name]["peak_device_bytes"] is None  # the CPU
     assert m["peak_rss_scope"] in ("stage", "process")
 
@@ -325,7 +326,7 @@ def test_progress_moves_within_a_single_chunk_and_ends_with_stage_times(tiny_run
     assert any(not n.is_integer() for n in shown)  # ... and within one instance's path
     assert shown[-1] == 40
     table = out[out.index("stage "):].splitlines()
-    stages = [line.rsplit(None, 1)[0] for line in table[1:] if not line.startswith("warning: ")]
+    stages = [re.split(r"\s{2,}", line)[0] for line in table[1:] if not line.startswith("warning: ")]
     assert stages[:3] == ["run, data and models", "instances and thumbnails", "predictions and embedding"]
     assert "conductance and activations" in stages and stages[-1] == "total"
     warnings = [line for line in table if line.startswith("warning: ")]

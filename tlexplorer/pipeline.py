@@ -809,13 +809,19 @@ def _stage(stages: StageLog, name: str):
         yield
 
 
-def stage_table(seconds: dict, warnings: "list[str]" = (), background: "dict | None" = None) -> str:
+def stage_table(seconds: dict, warnings: "list[str]" = (), background: "dict | None" = None,
+                peak_rss: "dict | None" = None) -> str:
     """The stage times (and the analysis's warnings) as the text ``analyze`` ends with; work that ran
-    beside the stages (``background``) is listed after the total, which it is not part of."""
-    background = background or {}
+    beside the stages (``background``) is listed after the total, which it is not part of. With
+    ``peak_rss`` ({stage: bytes}) each measured stage also shows its peak resident memory."""
+    background, peak_rss = background or {}, peak_rss or {}
     width = max([len(name) for name in [*seconds, *background]] + [len("total")])
-    lines = [f"{'stage':<{width}}  seconds"]
-    lines += [f"{name:<{width}}  {value:7.1f}" for name, value in seconds.items()]
+
+    def peak(name: str) -> str:
+        return f"  {peak_rss[name] / 2**30:11.2f}" if peak_rss.get(name) else ""
+
+    lines = [f"{'stage':<{width}}  seconds" + ("  peak RSS GB" if peak_rss else "")]
+    lines += [f"{name:<{width}}  {value:7.1f}{peak(name)}" for name, value in seconds.items()]
     lines.append(f"{'total':<{width}}  {sum(seconds.values()):7.1f}")
     lines += [f"{name:<{width}}  {value:7.1f}  (beside the stages above)" for name, value in background.items()]
     lines += [f"warning: {text}" for text in warnings]
@@ -892,7 +898,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
                                         progress=progress)
         _fill_class_layouts(out, stages, progress)
         if progress:
-            print(stage_table(seconds, finished.manifest.get("warnings", [])))
+            print(stage_table(seconds, finished.manifest.get("warnings", []), peak_rss=stages.peak_rss))
         return out
 
     writer = BundleWriter(out, resume=resume, fingerprint=fingerprint)
@@ -954,5 +960,5 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         with _stage(stages, "feature visualizations"):
             _precompute_feature_vis(open_bundle(path), models, neurons, device=device, progress=progress)
     if progress:
-        print(stage_table(seconds, ctx.warnings, stages.background))
+        print(stage_table(seconds, ctx.warnings, stages.background, stages.peak_rss))
     return path
