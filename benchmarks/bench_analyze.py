@@ -1,6 +1,8 @@
 """The analysis at the paper's size: digits with 1,500 source and all (~180) target images per class,
-7 hidden layers, n_steps 50. Prints wall time and peak memory per stage (from the bundle manifest's
-``stages``) and the whole analysis over its conductance stage, the ratio docs/performance.md tracks.
+7 hidden layers, n_steps 50. Prints wall time and memory per stage (from the bundle manifest's
+``stages``: resident memory at the stage's start and its peak during the stage) and the whole
+analysis over its conductance stage, the ratio docs/performance.md tracks. The stages after the
+manifest (class layouts) are in the table ``analyze`` prints before it, with their peak.
 
 Usage: python benchmarks/bench_analyze.py [--work /tmp/tlx-bench] [--per-class 1500] [--n-steps 50]
                                           [--device cpu|cuda] [--max-chunk-mib N]
@@ -52,21 +54,23 @@ def main() -> None:
     print(f"\nper-class {args.per_class}: {manifest['counts']}, n_steps {args.n_steps}, "
           f"device {manifest['options']['device'] or 'auto'}; load average {load_before:.2f} before, "
           f"{load_after:.2f} after")
-    print(f"peak RSS per stage ({manifest['peak_rss_scope']})\n")
-    print("| stage | seconds | peak RSS GB | peak GPU GB |\n|---|---:|---:|---:|")
+    print(f"peak RSS per stage ({manifest['peak_rss_scope']}); RSS at its start\n")
+    print("| stage | seconds | RSS at start GB | peak RSS GB | peak GPU GB |\n|---|---:|---:|---:|---:|")
     for name, stage in stages.items():
-        rss = stage["peak_rss_bytes"]
-        gpu = stage["peak_device_bytes"]
-        print(f"| {name} | {stage['seconds']:.1f} | {'' if rss is None else f'{rss / 2**30:.2f}'} | "
-              f"{'' if gpu is None else f'{gpu / 2**30:.2f}'} |")
+        print(f"| {name} | {stage['seconds']:.1f} | {_gb(stage.get('start_rss_bytes'))} | "
+              f"{_gb(stage['peak_rss_bytes'])} | {_gb(stage['peak_device_bytes'])} |")
     peak = max([s["peak_rss_bytes"] or 0 for s in stages.values()]
                + [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024])
-    print(f"| **total (analyze call)** | **{total:.1f}** | {peak / 2**30:.2f} | |")
+    print(f"| **total (analyze call; the process's peak)** | **{total:.1f}** | | {peak / 2**30:.2f} | |")
     for entry in manifest["background"]:
         print(f"| {entry['name']} (beside the stages, not in the total) | {entry['seconds']:.1f} | | |")
     conductance = stages[CONDUCTANCE]["seconds"]
     print(f"\nwhole analysis / conductance stage: {total / conductance:.3f} "
           f"({total:.1f} s / {conductance:.1f} s); everything but conductance: {total - conductance:.1f} s")
+
+
+def _gb(value: "int | None") -> str:
+    return "" if value is None else f"{value / 2**30:.2f}"
 
 
 if __name__ == "__main__":

@@ -14,6 +14,13 @@ def test_background_layout_equals_the_layout_computed_here():
     assert seconds > 0
 
 
+def test_a_npy_file_is_read_in_the_child(tmp_path):
+    x = np.random.default_rng(0).standard_normal((300, 20)).astype(np.float32)
+    np.save(tmp_path / "embedding.npy", x)
+    layout, _ = BackgroundLayout(tmp_path / "embedding.npy", random_state=3, n_jobs=1).result()
+    np.testing.assert_array_equal(layout, BackgroundLayout(x, random_state=3, n_jobs=1).result()[0])
+
+
 def test_a_failure_in_the_background_is_one_error_here():
     x = np.full((50, 4), np.nan, dtype=np.float32)
     with pytest.raises(RuntimeError, match="t-SNE in the background failed: ValueError: embeddings contain NaN"):

@@ -94,3 +94,31 @@ def test_a_damaged_entry_is_laid_out_again(fresh_bundle):
     victim.write_bytes(b"not an array")
     assert class_layouts.fill_default_layouts(bundle, progress=False) == 1
     shutil.rmtree(cache)
+
+
+def test_lay_out_reads_only_its_rows_and_equals_the_whole_array_call(fresh_bundle):
+    from tlexplorer.analysis.embedding import project_subset
+
+    bundle = fresh_bundle
+    names = bundle.table("instances")["class_name"].cast(pl.String).to_numpy()
+    rows = class_layouts.class_rows(names, bundle.classes[:2])
+    whole = project_subset(np.asarray(bundle.array("embedding")), np.asarray(bundle.array("tsne")), rows,
+                           n_jobs=1, **class_layouts.SETTINGS)
+    np.testing.assert_array_equal(class_layouts.lay_out(bundle, rows), whole)
+
+
+def test_layout_workers_run_blas_and_openmp_on_one_thread_each(fresh_bundle, monkeypatch):
+    """Two workers each limiting BLAS around an OpenMP loop (scikit-learn's neighbour search) undo
+    each other's limit; held at one thread for the whole pool, OpenBLAS never warns of an OpenMP loop."""
+    from threadpoolctl import threadpool_info
+
+    def threads():
+        return {(info["user_api"], info["num_threads"]) for info in threadpool_info()}
+
+    seen = []
+    monkeypatch.setattr(class_layouts, "lay_out", lambda bundle, rows: (
+        seen.append(threads()), np.zeros((len(rows), 2), np.float32))[1])
+    before = threads()
+    assert class_layouts.fill_default_layouts(fresh_bundle, progress=False, workers=2) > 0
+    assert seen and all(s <= {("blas", 1), ("openmp", 1)} for s in seen)
+    assert threads() == before  # restored after the pool

@@ -127,7 +127,7 @@ def test_important_weights_and_inherited_flags_of_one_class_are_recomputed(tiny_
 
 def test_t_sne_beside_the_model_passes_gives_the_same_layout(tiny_run, tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "BACKGROUND_TSNE_MIN_POINTS", 0)
-    monkeypatch.setattr(pipeline, "_cpus", lambda: 2)
+    monkeypatch.setattr(pipeline, "available_cpus", lambda: 2)
     out = analyze(tiny_run, tmp_path / "bundle", options=TINY, progress=False)
     bundle = open_bundle(out)
     np.testing.assert_array_equal(bundle.array("tsne"), open_bundle(tiny_bundle).array("tsne"))
@@ -142,6 +142,7 @@ def test_manifest_records_each_stage_s_seconds_and_peak_memory(tiny_bundle):
     assert order.index("predictions and embedding") < order.index("conductance and activations") < order.index("tables")
     for name in ("conductance and activations", "t-SNE projection", "layer metrics", "domain discriminability"):
         assert stages[name]["seconds"] >= 0 and stages[name]["peak_rss_bytes"] > 0
+        assert 0 < stages[name]["start_rss_bytes"] <= stages[name]["peak_rss_bytes"]  # Linux
         assert stages[name]["peak_device_bytes"] is None  # the CPU
     assert m["peak_rss_scope"] in ("stage", "process")
 
@@ -224,6 +225,47 @@ def test_interrupted_analysis_resumes_to_the_same_bundle(tiny_run, tiny_bundle, 
     assert resumed == reference
 
 
+def _same_content(path, reference) -> None:
+    """Two bundles hold the same files, byte for byte (their manifests' hashes agree)."""
+    assert open_bundle(path).manifest["files"] == open_bundle(reference).manifest["files"]
+
+
+def test_interrupted_forward_passes_resume_from_their_chunks(tiny_run, tiny_bundle, tmp_path, monkeypatch):
+    # 16-row chunks, half a batch of 32: each chunk runs in the batches of one pass over all rows
+    monkeypatch.setattr(pipeline, "FORWARD_CHUNKS", 1)
+    out, computed, crash_at = tmp_path / "bundle", [], set()
+    original = pipeline._forward
+
+    def counted(ctx, model_name, rows, outputs, **what):
+        compute, kind = original(ctx, model_name, rows, outputs, **what), "layers" in what and "activations"
+
+        def chunk(start, stop):
+            call = (kind or "predictions", model_name, len(rows), start)
+            if call in crash_at:
+                raise KeyboardInterrupt
+            computed.append(call)
+            return compute(start, stop)
+        return chunk
+
+    monkeypatch.setattr(pipeline, "_forward", counted)
+    n, rows = 1877, 40  # instances; attributed rows per domain
+    for crash in [("predictions", "target", n, 5 * 16), ("activations", "source", rows, 2 * 16), None]:
+        computed.clear()
+        crash_at = {crash} - {None}
+        if crash is None:
+            analyze(tiny_run, out, options=TINY, progress=False)
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                analyze(tiny_run, out, options=TINY, progress=False)
+        if crash == ("activations", "source", rows, 2 * 16):  # resumed at the target model's 6th chunk
+            assert not any(c[:2] == ("predictions", "source") for c in computed)
+            assert [c[3] for c in computed if c[:2] == ("predictions", "target")] == list(range(5 * 16, n, 16))
+        if crash is None:  # resumed at the source_on_target activations' 3rd chunk, the one combo that fails
+            assert [c for c in computed if c[0] == "predictions"] == []
+            assert [c[3] for c in computed if c[:2] == ("activations", "source")] == [32, 0, 16, 32]
+    _same_content(out, tiny_bundle)
+
+
 def test_run_dir_without_models_is_clear_error(tiny_run, tmp_path):
     broken = tmp_path / "run"
     shutil.copytree(tiny_run, broken)
@@ -284,7 +326,7 @@ def test_progress_moves_within_a_single_chunk_and_ends_with_stage_times(tiny_run
     assert any(not n.is_integer() for n in shown)  # ... and within one instance's path
     assert shown[-1] == 40
     table = out[out.index("stage "):].splitlines()
-    stages = [line.rsplit(None, 1)[0] for line in table[1:] if not line.startswith("warning: ")]
+    stages = [re.split(r"\s{2,}", line)[0] for line in table[1:] if not line.startswith("warning: ")]
     assert stages[:3] == ["run, data and models", "instances and thumbnails", "predictions and embedding"]
     assert "conductance and activations" in stages and stages[-1] == "total"
     warnings = [line for line in table if line.startswith("warning: ")]

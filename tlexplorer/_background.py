@@ -3,26 +3,31 @@
 The layout needs only the embedding, which the predictions stage writes first; conductance then keeps
 the GPU (or most CPU cores) busy for minutes while the CPU has room. A spawned process (not a thread:
 openTSNE holds the GIL between its parallel regions, and CUDA forbids fork after it started) runs
-:func:`tlexplorer.analysis.embedding.tsne_layout` and sends the layout back through a pipe.
+:func:`tlexplorer.analysis.embedding.tsne_layout` and sends the layout back through a pipe. Given the
+embedding's ``.npy`` file, the child reads it itself: the parent never holds the whole embedding.
 """
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 import traceback
+from pathlib import Path
 
 import numpy as np
 
 __all__ = ["BackgroundLayout"]
 
 
-def _child(embedding: np.ndarray, random_state: int, n_jobs: int, conn) -> None:
+def _child(embedding: "np.ndarray | Path", random_state: int, n_jobs: int, conn) -> None:
     try:
         from threadpoolctl import threadpool_limits
 
         from .analysis.embedding import tsne_layout
 
         started = time.perf_counter()
+        if isinstance(embedding, Path):
+            embedding = np.load(embedding, allow_pickle=False)
         with threadpool_limits(n_jobs):  # BLAS in PCA and the exact kNN: no more than our share
             layout = tsne_layout(embedding, random_state=random_state, n_jobs=n_jobs)
         conn.send(("ok", layout, time.perf_counter() - started))
@@ -37,7 +42,8 @@ class BackgroundLayout:
 
     Parameters
     ----------
-    embedding : ndarray, shape (N, D)
+    embedding : ndarray, shape (N, D), or path of such an array's ``.npy`` file
+        A path is loaded in the child (the file must stay until :meth:`result` returns).
     random_state : int
     n_jobs : int
         Threads of the child (openTSNE and BLAS).
@@ -47,11 +53,15 @@ class BackgroundLayout:
     with the same ``n_jobs``.
     """
 
-    def __init__(self, embedding: np.ndarray, *, random_state: int, n_jobs: int):
+    def __init__(self, embedding: "np.ndarray | str | os.PathLike", *, random_state: int, n_jobs: int):
+        if isinstance(embedding, (str, os.PathLike)):
+            embedding = Path(embedding)
+        else:
+            embedding = np.ascontiguousarray(embedding)
         context = multiprocessing.get_context("spawn")
         self._recv, send = context.Pipe(duplex=False)
         self._process = context.Process(target=_child, name="tlexplorer-tsne", daemon=True,
-                                        args=(np.ascontiguousarray(embedding), random_state, n_jobs, send))
+                                        args=(embedding, random_state, n_jobs, send))
         self._process.start()
         send.close()  # the child holds the sending end now
         self.n_jobs = n_jobs

@@ -89,10 +89,13 @@ def lay_out(bundle: Any, rows: np.ndarray, callback: "Callable | None" = None) -
     """t-SNE of ``rows``'s embeddings, started from their places in the global layout."""
     from tlexplorer.analysis.embedding import project_subset
 
-    embeddings = np.asarray(bundle.array("embedding"))
-    layout = np.asarray(bundle.array("tsne"))
-    return np.asarray(project_subset(embeddings, layout, rows, n_jobs=1, callback=callback,
-                                     **SETTINGS), dtype=np.float32)
+    # only these rows of the (memory-mapped) arrays are read: the same layout as passing all
+    # rows with ``subset=rows``, without touching every instance's embedding
+    rows = np.asarray(rows, dtype=np.int64)
+    embeddings = np.asarray(bundle.array("embedding")[rows])
+    layout = np.asarray(bundle.array("tsne")[rows])
+    return np.asarray(project_subset(embeddings, layout, np.arange(len(rows)), n_jobs=1,
+                                     callback=callback, **SETTINGS), dtype=np.float32)
 
 
 def cached_layout(bundle: Any, classes: Iterable[str], n_rows: int) -> "np.ndarray | None":
@@ -114,13 +117,14 @@ def fill_default_layouts(bundle: Any, *, progress: bool = True, workers: "int | 
     Called by ``analyze`` on the finished bundle; resumable (finished sets are skipped). The sets
     are independent, so ``workers`` threads (default: one per CPU) lay out several at once; each
     runs single-threaded t-SNE, whose gradient loop releases the GIL, and gives the same result
-    as alone.
+    as alone. BLAS and OpenMP run on one thread each meanwhile (see :func:`_one_thread_each`).
     """
-    import os
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
+    from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
+    from tlexplorer.config import available_cpus
     from tlexplorer.errors import BundleError
 
     if not (bundle.has("embedding") and bundle.has("tsne") and bundle.has("confusion")):
@@ -135,8 +139,9 @@ def fill_default_layouts(bundle: Any, *, progress: bool = True, workers: "int | 
             todo.append((chosen, rows))
     if not todo:
         return 0
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    with ThreadPoolExecutor(workers, thread_name_prefix="class-layout") as pool, \
+    workers = max(1, min(workers or available_cpus(), len(todo)))
+    with threadpool_limits(1, user_api="blas"), \
+            ThreadPoolExecutor(workers, thread_name_prefix="class-layout", initializer=_one_thread_each) as pool, \
             tqdm(total=len(todo), desc="class layouts", unit="set", disable=not progress) as bar:
         futures = {pool.submit(lay_out, bundle, rows): chosen for chosen, rows in todo}
         for future in as_completed(futures):
@@ -147,6 +152,20 @@ def fill_default_layouts(bundle: Any, *, progress: bool = True, workers: "int | 
                                   "(read-only folder or full disk)")
             bar.update(1)
     return len(todo)
+
+
+def _one_thread_each() -> None:
+    """A layout worker's OpenMP on one thread (a per-thread setting), as its t-SNE is.
+
+    With BLAS also held at one thread for the whole pool (a process-wide setting, so set once
+    around it): scikit-learn's exact neighbour search runs BLAS inside an OpenMP loop and limits
+    BLAS to one thread around it itself, but two workers doing that at once restore each other's
+    limit - a worker's OpenMP loop then met a multi-threaded OpenBLAS ("OpenBLAS Warning : Detect
+    OpenMP Loop and this application may hang", hundreds of times at 60,000 instances).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="openmp")
 
 
 __all__ = ["LAYOUT_VERSION", "MAX_ROWS", "cache_name", "cached_layout", "class_rows",

@@ -57,6 +57,15 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the system has one (Linux; a container
+    or ``taskset`` may allow fewer than the machine has), else every CPU; at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def package_versions() -> dict:
     """Versions of Python and the packages whose behaviour a run or bundle depends on (None: absent)."""
     import importlib.metadata as md

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from . import __version__
 from ._progress import fraction_bar_format
 from ._stages import StageLog
-from .config import package_versions, resolve_device
+from .config import available_cpus, package_versions, resolve_device
 from .errors import BundleError, LayerError
 
 ALL = "__all__"
@@ -163,17 +163,17 @@ def _stage_instances(ctx: _Context) -> None:
         frames.append(split.instance_table().with_columns(pl.Series("position", np.arange(len(split)))))
     table = pl.concat(frames).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
     ctx.instances = table
-    if not ctx.writer.has_array("thumbnails"):
-        size = ctx.options.thumbnail_size
-        thumbs = np.zeros((len(table), size, size, 3), dtype=np.uint8)
-        start = 0
-        with _tqdm(ctx, total=len(table), desc="thumbnails", unit="img") as bar:
-            for split in ctx.data.splits():
-                for i in range(len(split)):
-                    thumbs[start + i] = _thumbnail(split.raw_image(i), size)
-                    bar.update()
-                start += len(split)
-        ctx.writer.write_array("thumbnails", thumbs)
+    splits = {(s.role, s.split): s for s in ctx.data.splits()}
+    size = ctx.options.thumbnail_size
+
+    def thumbnails(start: int, stop: int) -> dict:
+        part = table[start:stop]
+        thumbs = np.zeros((len(part), size, size, 3), dtype=np.uint8)
+        for i, (role, split, position) in enumerate(part.select("role", "split", "position").iter_rows()):
+            thumbs[i] = _thumbnail(splits[(role, split)].raw_image(position), size)
+        return {"thumbnails": thumbs}
+
+    _write_chunked(ctx, ["thumbnails"], len(table), thumbnails, desc="thumbnails")
 
 
 def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:
@@ -207,21 +207,78 @@ def _select_rows(ctx: _Context) -> None:
 @_timed("predictions and embedding")
 def _stage_predictions(ctx: _Context) -> None:
     """Both models' predictions for every instance, and the target model's embedding (one pass each)."""
-    from .analysis.activations import capture
-
     all_rows = ctx.instances["row"].to_numpy()
     for model_name in ("source", "target"):
-        if ctx.writer.has_array(f"predictions/{model_name}"):
-            continue
         want_embedding = model_name == "target"
-        result = capture(ctx.models[model_name], ctx.loader(all_rows), embedding=want_embedding,
-                         predictions=True, device=ctx.device, progress=ctx.progress,
-                         desc=f"predictions {model_name} model")
-        if want_embedding:
-            ctx.writer.write_array("embedding", result.embedding.numpy().astype(np.float32))
-        predictions = result.predictions
-        ctx.writer.write_array(f"probabilities/{model_name}", predictions.probabilities.numpy().astype(np.float32))
-        ctx.writer.write_array(f"predictions/{model_name}", predictions.labels.numpy().astype(np.int64))
+
+        def outputs(result, model_name=model_name, want_embedding=want_embedding) -> dict:
+            out = {"embedding": result.embedding.numpy().astype(np.float32)} if want_embedding else {}
+            out[f"probabilities/{model_name}"] = result.predictions.probabilities.numpy().astype(np.float32)
+            out[f"predictions/{model_name}"] = result.predictions.labels.numpy().astype(np.int64)
+            return out  # predictions last: the array that marks the model done
+
+        names = ["embedding"] * want_embedding + [f"probabilities/{model_name}", f"predictions/{model_name}"]
+        compute = _forward(ctx, model_name, all_rows, outputs, embedding=want_embedding, predictions=True)
+        _write_chunked(ctx, names, len(all_rows), compute, desc=f"predictions {model_name} model")
+
+
+# ------------------------------------------------------------------------------ streamed arrays
+#: Rows per resumable chunk of the forward passes (predictions and embedding, activations) and the
+#: thumbnails, in conductance chunks (``chunk_size``): a forward pass costs ~1/(n_steps + 1) of a
+#: conductance path, so conductance-sized chunks would be mostly per-chunk overhead. The Dask path
+#: (``cluster.chunked``) uses the same chunks, so either path resumes from the other's.
+FORWARD_CHUNKS = 8
+
+
+def _spans(n: int, step: int) -> list:
+    """``(chunk index, first row, end row)`` of ``n`` rows in chunks of ``step`` (at least one)."""
+    return [(i, i * step, min(n, (i + 1) * step)) for i in range(max(1, math.ceil(n / step)))]
+
+
+def whole_batches(start: int, stop: int, n: int, batch_size: int) -> tuple:
+    """Rows ``start:stop`` widened to whole batches of one loader over ``n`` rows."""
+    return start // batch_size * batch_size, min(n, -(-stop // batch_size) * batch_size)
+
+
+def _write_chunked(ctx: _Context, names: list, n: int, compute, *, desc: str) -> None:
+    """Arrays ``names`` of ``n`` rows each, computed a chunk at a time by ``compute(start, stop)``
+    (``{name: array (stop - start, ...)}``), stored as chunks and concatenated on disk.
+
+    So no stage holds an N-row array it does not need, and an interrupted stage resumes from the
+    chunks stored (its own, or the Dask path's). A name whose array exists is not recomputed; the
+    arrays are concatenated in the order of ``names``, so the last one marks the whole set done.
+    """
+    todo = [name for name in names if not ctx.writer.has_array(name)]
+    if not todo:
+        return
+    spans = _spans(n, ctx.options.chunk_size * FORWARD_CHUNKS)
+    with _tqdm(ctx, total=n, desc=desc, unit="img") as bar:
+        for i, start, stop in spans:
+            ctx.poll_background()
+            if not all(ctx.writer.has_chunk(name, i) for name in todo):
+                arrays = compute(start, stop)
+                for name in todo:
+                    ctx.writer.write_chunk(name, i, arrays[name])
+            bar.update(stop - start)
+    for name in todo:
+        ctx.writer.concat_chunks(name, len(spans))
+
+
+def _forward(ctx: _Context, model_name: str, rows: np.ndarray, outputs, **what):
+    """``compute(start, stop)`` for :func:`_write_chunked`: ``outputs(capture)`` of rows
+    ``start:stop`` of ``rows`` (``what``: :func:`~tlexplorer.analysis.activations.capture`'s
+    options). Each chunk runs in the batches one loader over all ``rows`` would make, so a chunk's
+    numbers do not depend on where the chunks start (the same as the Dask path's, byte for byte)."""
+    from .analysis.activations import concat_captures, iter_capture
+
+    def compute(start: int, stop: int) -> dict:
+        lo, hi = whole_batches(start, stop, len(rows), ctx.options.batch_size)
+        batches = iter_capture(ctx.models[model_name], ctx.loader(rows[lo:hi]), device=ctx.device, **what)
+        with contextlib.closing(batches):
+            arrays = outputs(concat_captures(list(batches)))
+        return {name: array[start - lo:stop - lo] for name, array in arrays.items()}
+
+    return compute
 
 
 #: Fewest instances whose t-SNE runs in a background process beside the model passes; below, it takes
@@ -239,34 +296,26 @@ def _tsne_threads(device: torch.device, cpus: int) -> int:
     return max(1, cpus // 4)
 
 
-def _cpus() -> int:
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _start_projection(ctx: _Context) -> None:
     """Start the t-SNE in a background process when it pays (enough instances, a spare CPU): the
     model passes that follow keep the GPU or torch's threads busy meanwhile. On the CPU torch gives
     the t-SNE's threads up until it finishes (two thread pools on the same cores slow both down)."""
     from ._background import BackgroundLayout
 
-    cpus = _cpus()
+    cpus = available_cpus()
     if (ctx.writer.has_array("tsne") or len(ctx.instances) < BACKGROUND_TSNE_MIN_POINTS
             or (ctx.device.type == "cpu" and cpus < 2)):
         return
     jobs = _tsne_threads(ctx.device, cpus)
     with ctx.stages.measure("t-SNE projection (start in the background)"):
-        embedding = np.asarray(ctx.writer.read_array("embedding"))
-        ctx.background = BackgroundLayout(embedding, random_state=ctx.options.seed, n_jobs=jobs)
+        # the child reads the file itself; it stays in place until _stage_projection's wait
+        ctx.background = BackgroundLayout(ctx.writer.array_path("embedding"), random_state=ctx.options.seed,
+                                          n_jobs=jobs)
     if ctx.device.type == "cpu":
         ctx.torch_threads = torch.get_num_threads()
         torch.set_num_threads(max(1, min(ctx.torch_threads, cpus - jobs)))
     if ctx.progress:
-        print(f"t-SNE of {len(embedding)} instances runs in the background ({jobs} thread(s))")
+        print(f"t-SNE of {len(ctx.instances)} instances runs in the background ({jobs} thread(s))")
 
 
 def _stop_projection(ctx: _Context) -> None:
@@ -340,7 +389,6 @@ def _combos(ctx: _Context) -> list:
 def _stage_conductance(ctx: _Context) -> None:
     """Layer Conductance of every hidden layer, all layers from one integrated-gradients pass,
     streamed in resumable chunks; plus the layers' activations (max over space) in one forward."""
-    from .analysis.activations import capture
     from .analysis.attribution import layer_conductance
 
     opts = ctx.options
@@ -380,13 +428,14 @@ def _stage_conductance(ctx: _Context) -> None:
     for model_name, domain in [("target", "target"), ("source", "target"), ("target", "source"),
                                ("source", "source")]:
         combo = f"{model_name}_on_{domain}"
-        if all(ctx.writer.has_array(f"activations/{combo}/{l}") for l in ctx.layer_names):
-            continue
-        result = capture(ctx.models[model_name], ctx.loader(ctx.rows[domain]), layers=ctx.layer_names,
-                         reduce="max", device=ctx.device, progress=ctx.progress,
-                         desc=f"activations {combo}")
-        for name in ctx.layer_names:
-            ctx.writer.write_array(f"activations/{combo}/{name}", result.activations[name].numpy().astype(np.float32))
+        names = {layer: f"activations/{combo}/{layer}" for layer in ctx.layer_names}
+
+        def outputs(result, names=names) -> dict:
+            return {names[layer]: value.numpy().astype(np.float32) for layer, value in result.activations.items()}
+
+        rows = ctx.rows[domain]
+        compute = _forward(ctx, model_name, rows, outputs, layers=ctx.layer_names, reduce="max")
+        _write_chunked(ctx, list(names.values()), len(rows), compute, desc=f"activations {combo}")
 
 
 def _record_completeness(ctx: _Context, tolerance: float = 0.05) -> None:
@@ -442,7 +491,8 @@ def _stage_neurons(ctx: _Context) -> pl.DataFrame:
     frames = []
     for model_name in ("source", "target"):
         for layer in ctx.layers:
-            conductance = np.asarray(ctx.writer.read_array(f"conductance/{model_name}_on_target/{layer.name}"))
+            # memory-mapped: each scope copies only its own rows
+            conductance = ctx.writer.read_array(f"conductance/{model_name}_on_target/{layer.name}", mmap=True)
             for scope, positions in scopes:
                 ranking = neuron_ranking(conductance[positions], fraction=ctx.options.neuron_fraction)
                 frames.append(ranking.select(pl.lit(model_name).alias("model"), pl.lit(scope).alias("class"),
@@ -540,7 +590,7 @@ def _stage_weights(ctx: _Context) -> None:
     for layer_from, layer_to in _tqdm(ctx, _layer_pairs(ctx), desc="inherited weights", unit="pair"):
         if ("target", next(iter(classes)), layer_from) not in top:
             continue
-        cond = {(m, l): np.asarray(ctx.writer.read_array(f"conductance/{m}_on_target/{l}"))
+        cond = {(m, l): ctx.writer.read_array(f"conductance/{m}_on_target/{l}", mmap=True)  # rows per class
                 for m in ("source", "target") for l in (layer_from, layer_to)}
         for c, positions in classes.items():
             source_top = top[("source", c, layer_from)]
@@ -590,14 +640,19 @@ def _stage_discriminability(ctx: _Context, neurons: pl.DataFrame) -> None:
     scopes = [(ctx.data.classes[c], source_classes[c], target_classes[c])
               for c in target_classes if c in source_classes]
     scopes.append((ALL, np.arange(len(ctx.rows["source"])), np.arange(len(ctx.rows["target"]))))
-    cond_s = {l: np.asarray(ctx.writer.read_array(f"conductance/target_on_source/{l}")) for l in ctx.layer_names}
-    cond_t = {l: np.asarray(ctx.writer.read_array(f"conductance/target_on_target/{l}")) for l in ctx.layer_names}
+    # memory-mapped: a scope reads only its rows' important neurons, a layer at a time
+    cond_s = {l: ctx.writer.read_array(f"conductance/target_on_source/{l}", mmap=True) for l in ctx.layer_names}
+    cond_t = {l: ctx.writer.read_array(f"conductance/target_on_target/{l}", mmap=True) for l in ctx.layer_names}
+
+    def features(cond: dict, positions: np.ndarray, important: dict) -> np.ndarray:
+        """(instances, important neurons of every layer in turn), float64."""
+        return np.hstack([cond[l][np.ix_(positions, important[l])] for l in ctx.layer_names]).astype(np.float64)
+
     inputs = []  # (scope, columns, source features, target features)
     for scope, pos_s, pos_t in scopes:
-        columns = [(l, n) for l in ctx.layer_names for n in _important(neurons, "target", scope, l)]
-        inputs.append((scope, columns,
-                       np.column_stack([cond_s[l][pos_s, n] for l, n in columns]).astype(np.float64),
-                       np.column_stack([cond_t[l][pos_t, n] for l, n in columns]).astype(np.float64)))
+        important = {l: _important(neurons, "target", scope, l) for l in ctx.layer_names}
+        columns = [(l, n) for l in ctx.layer_names for n in important[l]]
+        inputs.append((scope, columns, features(cond_s, pos_s, important), features(cond_t, pos_t, important)))
     # one process per scope (as many as there are CPUs): every fit is seeded, so the same as in turn
     fits = fit_scopes([(src, tgt) for _, _, src, tgt in inputs], cv=ctx.options.cv,
                       random_state=ctx.options.seed)
@@ -754,13 +809,19 @@ def _stage(stages: StageLog, name: str):
         yield
 
 
-def stage_table(seconds: dict, warnings: "list[str]" = (), background: "dict | None" = None) -> str:
+def stage_table(seconds: dict, warnings: "list[str]" = (), background: "dict | None" = None,
+                peak_rss: "dict | None" = None) -> str:
     """The stage times (and the analysis's warnings) as the text ``analyze`` ends with; work that ran
-    beside the stages (``background``) is listed after the total, which it is not part of."""
-    background = background or {}
+    beside the stages (``background``) is listed after the total, which it is not part of. With
+    ``peak_rss`` ({stage: bytes}) each measured stage also shows its peak resident memory."""
+    background, peak_rss = background or {}, peak_rss or {}
     width = max([len(name) for name in [*seconds, *background]] + [len("total")])
-    lines = [f"{'stage':<{width}}  seconds"]
-    lines += [f"{name:<{width}}  {value:7.1f}" for name, value in seconds.items()]
+
+    def peak(name: str) -> str:
+        return f"  {peak_rss[name] / 2**30:11.2f}" if peak_rss.get(name) else ""
+
+    lines = [f"{'stage':<{width}}  seconds" + ("  peak RSS GB" if peak_rss else "")]
+    lines += [f"{name:<{width}}  {value:7.1f}{peak(name)}" for name, value in seconds.items()]
     lines.append(f"{'total':<{width}}  {sum(seconds.values()):7.1f}")
     lines += [f"{name:<{width}}  {value:7.1f}  (beside the stages above)" for name, value in background.items()]
     lines += [f"warning: {text}" for text in warnings]
@@ -837,7 +898,7 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
                                         progress=progress)
         _fill_class_layouts(out, stages, progress)
         if progress:
-            print(stage_table(seconds, finished.manifest.get("warnings", [])))
+            print(stage_table(seconds, finished.manifest.get("warnings", []), peak_rss=stages.peak_rss))
         return out
 
     writer = BundleWriter(out, resume=resume, fingerprint=fingerprint)
@@ -899,5 +960,5 @@ def analyze(run_dir, out=None, *, options: "AnalyzeOptions | None" = None, progr
         with _stage(stages, "feature visualizations"):
             _precompute_feature_vis(open_bundle(path), models, neurons, device=device, progress=progress)
     if progress:
-        print(stage_table(seconds, ctx.warnings, stages.background))
+        print(stage_table(seconds, ctx.warnings, stages.background, stages.peak_rss))
     return path

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tlexplorer.analysis.activations import (Capture, Predictions, capture, capture_activations,
-                                             embedding, predict)
+                                             concat_captures, embedding, iter_capture, predict)
 from tlexplorer.errors import LayerError
 from tlexplorer.models import build_model
 
@@ -121,3 +121,32 @@ def test_errors():
         embedding(conv_only, images(1))
     with pytest.raises(ValueError, match="reduce"):
         capture_activations(model, ["features.conv1"], images(1), reduce="median")
+
+
+def test_streamed_batches_concatenate_to_the_one_pass_capture():
+    model = small_alexnet()
+    x, y = images(7), torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    loader = DataLoader(TensorDataset(x, y), batch_size=3)
+    what = dict(layers=["features.conv2", "classifier.fc7"], embedding=True, predictions=True)
+    parts = list(iter_capture(model, loader, **what))
+    assert [part.size for part in parts] == [3, 3, 1]  # one Capture per batch, as computed
+    whole, streamed = capture(model, loader, **what), concat_captures(parts)
+    for name in what["layers"]:
+        assert torch.equal(streamed.activations[name], whole.activations[name])
+    assert torch.equal(streamed.embedding, whole.embedding)
+    for field in ("labels", "probabilities", "logits"):
+        assert torch.equal(getattr(streamed.predictions, field), getattr(whole.predictions, field))
+    assert torch.equal(streamed.labels, y) and torch.equal(whole.labels, y)
+    assert no_hooks_left(model)
+
+
+def test_a_stream_closed_early_leaves_no_hooks_and_restores_the_mode():
+    model = small_alexnet().train()
+    batches = iter_capture(model, DataLoader(TensorDataset(images(6)), batch_size=2), layers=["features.conv1"])
+    first = next(batches)
+    assert first.size == 2 and first.labels is None
+    assert torch.is_grad_enabled()  # gradients are off only inside each forward pass
+    batches.close()
+    assert no_hooks_left(model) and all(m.training for m in model.modules())
+    with pytest.raises(ValueError, match="no instances"):
+        list(iter_capture(model, [], layers=["features.conv1"]))

@@ -245,6 +245,16 @@ def test_concat_chunks_streams_the_same_bytes(tmp_path):
     np.testing.assert_array_equal(open_bundle(tmp_path / "b").array("m")[2:], np.ones((2, 2)))
 
 
+def test_array_path_names_a_completed_array_s_file(tmp_path):
+    w = BundleWriter(tmp_path / "b")
+    with pytest.raises(BundleError, match="no such array"):
+        w.array_path("e")
+    w.write_array("e/mbedding", np.arange(6.0).reshape(3, 2))
+    path = w.array_path("e/mbedding")
+    assert path == w.work_dir / "arrays/e/mbedding.npy"
+    np.testing.assert_array_equal(np.load(path), w.read_array("e/mbedding", mmap=True))
+
+
 def test_resumed_analysis_gives_the_same_bundle(tmp_path):
     clean_calls: list = []
     analyze(BundleWriter(tmp_path / "clean"), clean_calls)

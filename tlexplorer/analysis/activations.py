@@ -2,8 +2,9 @@
 fully-connected layer, and predictions."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +14,8 @@ from ..errors import LayerError
 from ._hooks import (Hooks, Inputs, LayerSpec, StopForward, eval_on_device, forward_fits,
                      iter_batches, num_instances, resolve_layers)
 
-__all__ = ["Predictions", "Capture", "capture", "capture_activations", "predict", "embedding"]
+__all__ = ["Predictions", "Capture", "capture", "capture_activations", "concat_captures", "embedding",
+           "iter_capture", "predict"]
 
 _REDUCTIONS = ("max", "sum", "mean", None)
 
@@ -60,6 +62,13 @@ class Capture:
     predictions: "Predictions | None" = None
     labels: "Tensor | None" = None
 
+    @property
+    def size(self) -> int:
+        """Instances captured (0 when nothing per instance was asked for)."""
+        fields = [*self.activations.values(), self.embedding, self.labels,
+                  None if self.predictions is None else self.predictions.labels]
+        return next((int(t.shape[0]) for t in fields if t is not None), 0)
+
 
 def _reduce(t: Tensor, reduce: "str | None") -> Tensor:
     if reduce is None or t.dim() <= 2:
@@ -79,7 +88,8 @@ def capture(model: nn.Module, inputs: Inputs, *, layers: "LayerSpec | Sequence[L
     model : nn.Module
         Put in eval mode for the call (each module's mode restored after).
     inputs : Tensor (N, C, H, W) or iterable of (x, y) batches
-        Streamed batch by batch; results are concatenated on the CPU.
+        Streamed batch by batch; results are concatenated on the CPU (:func:`iter_capture` hands
+        them over batch by batch instead).
     layers : str, nn.Module or sequence of them, optional
         Whose outputs to keep. A conv layer's output is taken as the module returns it, before a
         following (possibly in-place) ReLU; the max over space commutes with ReLU, so the
@@ -109,6 +119,28 @@ def capture(model: nn.Module, inputs: Inputs, *, layers: "LayerSpec | Sequence[L
     ValueError
         Inputs that are not 4-D or do not fit the model.
     """
+    parts = []
+    with tqdm(total=num_instances(inputs), unit="img", desc=desc, disable=not progress) as bar:
+        with contextlib.closing(iter_capture(model, inputs, layers=layers, reduce=reduce,
+                                             embedding=embedding, predictions=predictions,
+                                             device=device)) as batches:
+            for part in batches:
+                parts.append(part)
+                bar.update(part.size)
+    return concat_captures(parts)
+
+
+def iter_capture(model: nn.Module, inputs: Inputs, *,
+                 layers: "LayerSpec | Sequence[LayerSpec] | None" = None, reduce: "str | None" = "max",
+                 embedding: bool = False, predictions: bool = False, device=None) -> Iterator[Capture]:
+    """:func:`capture`, one :class:`Capture` per batch of ``inputs`` (on the CPU) as soon as it is
+    computed, so that a caller can write the results out without holding all of them.
+
+    The parameters and errors are :func:`capture`'s (the checks run on the first batch). While the
+    iterator is not exhausted the model stays in eval mode on ``device`` with its hooks attached:
+    exhaust it or ``close()`` it (``contextlib.closing``); gradients are off only inside each batch's
+    forward pass. ``concat_captures(list(iter_capture(...)))`` equals ``capture(...)``.
+    """
     if reduce not in _REDUCTIONS:
         raise ValueError(f"reduce must be one of {_REDUCTIONS}, got {reduce!r}")
     no_layers = layers is None or (isinstance(layers, (list, tuple)) and len(layers) == 0)
@@ -119,13 +151,7 @@ def capture(model: nn.Module, inputs: Inputs, *, layers: "LayerSpec | Sequence[L
         raise LayerError(f"{model_name} has no nn.Linear layer: no embedding to take")
     # Without predictions the pass can stop once the embedding and every layer are captured.
     stop_early = not predictions
-
     state: dict = {}
-    acts: dict = {name: [] for name, _ in named}
-    embs: list = []
-    logits_all: list = []
-    labels: list = []
-    missing_labels = False
 
     def done() -> bool:
         return stop_early and len(state) == len(named) + (1 if embedding else 0)
@@ -149,55 +175,60 @@ def capture(model: nn.Module, inputs: Inputs, *, layers: "LayerSpec | Sequence[L
             if done():
                 raise StopForward
 
-    bar = tqdm(total=num_instances(inputs), unit="img", desc=desc, disable=not progress)
-    try:
-        with eval_on_device(model, device) as (dev, dtype), Hooks() as hooks, torch.no_grad():
-            for name, module in named:
-                hooks.forward(module, on_layer(name))
-            for module in linears:
-                hooks.pre(module, on_linear)
-            first = True
-            for x, y, _ in iter_batches(inputs):
-                x = x.to(device=dev, dtype=dtype)
-                state.clear()
-                out = None
-                try:
+    with eval_on_device(model, device) as (dev, dtype), Hooks() as hooks:
+        for name, module in named:
+            hooks.forward(module, on_layer(name))
+        for module in linears:
+            hooks.pre(module, on_linear)
+        first = True
+        for x, y, _ in iter_batches(inputs):
+            x = x.to(device=dev, dtype=dtype)
+            state.clear()
+            out = None
+            try:
+                with torch.no_grad():  # not around the yield: the caller's own code keeps its mode
                     out = forward_fits(model, x) if first else model(x)
-                except StopForward:
-                    pass
-                if first:
-                    for name, _ in named:
-                        if name not in state:
-                            raise LayerError(f"layer {name!r} is never reached by the forward pass "
-                                             f"of {model_name}")
-                    if embedding and "__embedding__" not in state:
-                        raise LayerError(f"no nn.Linear layer is reached by the forward pass of "
-                                         f"{model_name}: no embedding to take")
-                    if predictions and (not isinstance(out, Tensor) or out.dim() != 2):
-                        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-                        raise ValueError(f"{model_name} must return logits (N, classes), got {shape}")
-                    first = False
-                for name, _ in named:
-                    acts[name].append(state[name].cpu())
-                if embedding:
-                    embs.append(state["__embedding__"].cpu())
-                if predictions:
-                    logits_all.append(out.detach().cpu())
-                if y is None:
-                    missing_labels = True
-                else:
-                    labels.append(y.reshape(-1).cpu())
-                bar.update(x.shape[0])
-    finally:
-        bar.close()
+            except StopForward:
+                pass
+            if first:
+                _check_first_pass(state, named, embedding, predictions, out, model_name)
+                first = False
+            yield Capture(
+                activations={name: state[name].cpu() for name, _ in named},
+                embedding=state["__embedding__"].cpu() if embedding else None,
+                predictions=Predictions.from_logits(out.detach().cpu()) if predictions else None,
+                labels=None if y is None else y.reshape(-1).cpu())
     if first:
         raise ValueError("inputs hold no instances")
+
+
+def _check_first_pass(state: dict, named: list, embedding: bool, predictions: bool, out,
+                      model_name: str) -> None:
+    """Every asked-for layer and the embedding were reached, and the output is logits."""
+    for name, _ in named:
+        if name not in state:
+            raise LayerError(f"layer {name!r} is never reached by the forward pass of {model_name}")
+    if embedding and "__embedding__" not in state:
+        raise LayerError(f"no nn.Linear layer is reached by the forward pass of {model_name}: "
+                         "no embedding to take")
+    if predictions and (not isinstance(out, Tensor) or out.dim() != 2):
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"{model_name} must return logits (N, classes), got {shape}")
+
+
+def concat_captures(parts: "Sequence[Capture]") -> Capture:
+    """One :class:`Capture` of consecutive parts (e.g. the batches of :func:`iter_capture`): each
+    field concatenated along the instances; labels only when every part has them."""
+    if not parts:
+        raise ValueError("no captures to concatenate")
+    first = parts[0]
+    with_labels = all(p.labels is not None for p in parts)
     return Capture(
-        activations={name: torch.cat(acts[name]) for name, _ in named},
-        embedding=torch.cat(embs) if embedding else None,
-        predictions=Predictions.from_logits(torch.cat(logits_all)) if predictions else None,
-        labels=None if missing_labels or not labels else torch.cat(labels),
-    )
+        activations={name: torch.cat([p.activations[name] for p in parts]) for name in first.activations},
+        embedding=None if first.embedding is None else torch.cat([p.embedding for p in parts]),
+        predictions=None if first.predictions is None else Predictions.from_logits(
+            torch.cat([p.predictions.logits for p in parts])),
+        labels=torch.cat([p.labels for p in parts]) if with_labels else None)
 
 
 def capture_activations(model: nn.Module, layers: "LayerSpec | Sequence[LayerSpec]", inputs: Inputs, *,

@@ -377,9 +377,11 @@ def fit_scopes(pairs, *, n_jobs: "int | None" = None, **params) -> list:
     their notes. joblib's loky workers are reused between calls and limit their BLAS threads to
     their share of the CPUs.
     """
+    from ..config import available_cpus
+
     pairs = list(pairs)
     if n_jobs is None:
-        n_jobs = min(len(pairs), _available_cpus())
+        n_jobs = min(len(pairs), available_cpus())
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be a positive int or None, got {n_jobs!r}")
     if n_jobs == 1 or len(pairs) <= 1:
@@ -394,12 +396,3 @@ def fit_scopes(pairs, *, n_jobs: "int | None" = None, **params) -> list:
     for i, fit in zip(order, fitted):
         result[i] = fit
     return result
-
-
-def _available_cpus() -> int:
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)

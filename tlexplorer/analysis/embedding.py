@@ -31,7 +31,6 @@ Both functions are deterministic for a fixed ``random_state`` (and number of thr
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, Optional
 
 import numpy as np
@@ -64,10 +63,9 @@ def _default_jobs(n_jobs: "int | None", n_points: int) -> int:
         return int(n_jobs)
     if n_points < FFT_MIN_POINTS:
         return 1
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    from ..config import available_cpus
+
+    return available_cpus()
 
 
 def gradient_method(n_points: int, n_jobs: int) -> str:

@@ -386,6 +386,14 @@ class BundleWriter:
         return iter(sorted(out))
 
     # -------------------------------------------------------------- reading back (resume)
+    def array_path(self, name: str) -> Path:
+        """The ``.npy`` file of a completed array in the work directory (e.g. for another process
+        to read; it moves when :meth:`finalize` renames the work directory)."""
+        path = resolve_inside(self.work_dir, array_relpath(name))
+        if not path.is_file():
+            raise BundleError(f"{path}: no such array in {self.work_dir}")
+        return path
+
     def read_array(self, name: str, *, mmap: bool = False) -> np.ndarray:
         """Load a completed array from the work directory (e.g. after resuming)."""
         path = resolve_inside(self.work_dir, array_relpath(name))
@@ -448,7 +456,8 @@ class BundleWriter:
         return sorted(out)
 
     def concat_chunks(self, name: str, n_chunks: int, *, delete: bool = True) -> str:
-        """Write ``arrays/<name>.npy`` from chunks ``0 .. n_chunks-1``, streaming (low memory).
+        """Write ``arrays/<name>.npy`` from chunks ``0 .. n_chunks-1``, streaming (one chunk in
+        memory at a time).
 
         Returns the relative path. The result has exactly the bytes ``write_array`` would write
         for the concatenated array. With ``delete`` the chunk files are removed afterwards.
@@ -463,41 +472,48 @@ class BundleWriter:
         if missing:
             shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
             raise ValueError(f"array {name!r}: chunks {shown} of {n_chunks} are missing")
-        parts = []
-        for p in paths:
-            try:
-                parts.append(np.load(p, mmap_mode="r", allow_pickle=False))
-            except (ValueError, OSError, EOFError) as exc:
-                raise BundleError(f"{p}: corrupt chunk ({exc}); delete it to recompute") from exc
-        dtype, tail = parts[0].dtype, parts[0].shape[1:]
-        for i, a in enumerate(parts):
-            if a.dtype != dtype or a.shape[1:] != tail:
+        # one chunk open at a time: a map holds a file descriptor, and at hundreds of chunks
+        # keeping them all would meet the limit on open files
+        first = self._load_chunk(paths[0])
+        dtype, first_shape = first.dtype, first.shape
+        del first
+        rows = 0
+        for i, p in enumerate(paths):
+            a = self._load_chunk(p)
+            if a.dtype != dtype or a.shape[1:] != first_shape[1:]:
                 raise ValueError(f"array {name!r}: chunk {i} has dtype {a.dtype} shape "
-                                 f"{a.shape}, chunk 0 has {dtype} {parts[0].shape}")
-        shape = (sum(a.shape[0] for a in parts),) + tuple(tail)
+                                 f"{a.shape}, chunk 0 has {dtype} {first_shape}")
+            rows += a.shape[0]
+            del a
+        shape = (rows,) + tuple(first_shape[1:])
         relpath = array_relpath(name)
 
         def write(tmp: Path) -> None:
-            if int(np.prod(shape)) == 0:  # nothing to map; np.save writes the same header
-                save_npy(tmp, np.empty(shape, dtype))
-                return
-            from numpy.lib.format import open_memmap
+            from numpy.lib import format as npy
 
-            out = open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-            try:
-                row = 0
-                for a in parts:
-                    out[row:row + a.shape[0]] = a
-                    row += a.shape[0]
-                out.flush()
-            finally:
-                del out
+            # np.save's header, then the chunks' bytes appended in turn: written, not mapped, so
+            # the output's pages never count as this process's memory
+            header = {"descr": npy.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+            with open(tmp, "xb") as f:
+                npy.write_array_header_1_0(f, header)
+                for p in paths:
+                    a = self._load_chunk(p)
+                    if a.size:
+                        a.tofile(f)
+                    del a
 
         result = self._commit(relpath, write, {"shape": list(shape), "dtype": str(dtype)})
-        parts.clear()  # close the chunks' memory maps before deleting them
         if delete:
             self._delete_chunks(name)
         return result
+
+    @staticmethod
+    def _load_chunk(path: Path) -> np.ndarray:
+        """A chunk, memory-mapped."""
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise BundleError(f"{path}: corrupt chunk ({exc}); delete it to recompute") from exc
 
     def _delete_chunks(self, name: str) -> None:
         d = self._chunk_dir(name)

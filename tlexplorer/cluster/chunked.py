@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import time
 import uuid
@@ -23,15 +22,16 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from ..pipeline import FORWARD_CHUNKS, _spans, whole_batches
 from . import tasks
 from .client import require_distributed
 
 log = logging.getLogger(__name__)
 
-#: Rows per task of the forward-only passes (predictions, activations) and the weight counts, in
-#: chunks of ``chunk_size``: a forward pass costs ~1/(n_steps + 1) of a conductance path, so
-#: conductance-sized chunks would be mostly scheduling overhead (see docs/distributed.md).
-FORWARD_CHUNKS = 8
+# FORWARD_CHUNKS (the pipeline's): rows per task of the forward-only passes (predictions,
+# activations) and the weight counts, in chunks of ``chunk_size``: conductance-sized chunks would be
+# mostly scheduling overhead (see docs/distributed.md). The same chunks as the pipeline's streamed
+# arrays, so either path resumes from the other's.
 #: Automatic retries of a task that raised (a worker that dies is rescheduled by Dask anyway).
 RETRIES = 2
 #: Dask's order among tasks ready at the same time (higher first): the long conductance chunks
@@ -124,10 +124,6 @@ def _blobs(client, inputs: tasks.RunInputs) -> dict:
     return out
 
 
-def _spans(n: int, step: int) -> list:
-    return [(i, i * step, min(n, (i + 1) * step)) for i in range(max(1, math.ceil(n / step)))]
-
-
 def _where(ctx, rows: np.ndarray) -> pl.DataFrame:
     """The columns a worker needs to find these instances in its own copy of the data."""
     return ctx.instances[rows].select("role", "split", "position")
@@ -179,11 +175,6 @@ def _array_jobs(ctx, p: _ArrayPass, inputs, blobs) -> list:
                              (inputs, p.model, blobs[p.model], _where(ctx, p.rows[lo:hi]), keep),
                              functools.partial(p.store, writer, i), group, i))
     return jobs
-
-
-def whole_batches(start: int, stop: int, n: int, batch_size: int) -> tuple:
-    """Rows ``start:stop`` widened to whole batches of one loader over ``n`` rows."""
-    return start // batch_size * batch_size, min(n, -(-stop // batch_size) * batch_size)
 
 
 def _plan(ctx, inputs, blobs) -> list:
