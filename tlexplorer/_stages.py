@@ -78,7 +78,10 @@ class StageLog:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
-            self.peak_rss[name] = max(self.peak_rss.get(name, 0), _peak_rss_bytes())
+            # at least the memory it started with: Linux updates VmHWM lazily, and memory
+            # another thread returns with madvise() leaves the mark below a reading taken earlier
+            self.peak_rss[name] = max(self.peak_rss.get(name, 0), _peak_rss_bytes(),
+                                      self.start_rss.get(name) or 0)
             if self.device is not None:
                 import torch
 
