@@ -83,11 +83,12 @@ INSTALL_JS = """(cards) => {
 class Probe:
     """One Chromium page of the served app, with its websocket frames counted."""
 
-    def __init__(self, browser, url: str, viewport: tuple[int, int], trace: bool = False,
+    def __init__(self, context, url: str, viewport: tuple[int, int], trace: bool = False,
                  js_profile: bool = False):
         self.trace = trace
         self.js_profile = js_profile
-        self.page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        self.page = context.new_page()
+        self.page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
         self.frames: list[tuple[float, int, bool]] = []  # (monotonic, bytes, starts a message)
         self.page.on("websocket", self._on_socket)
         started = time.monotonic()
@@ -303,6 +304,8 @@ def main(argv=None) -> None:
     parser.add_argument("--classes", type=int, default=3,
                         help="classes visited per kind of class switch (each then revisited)")
     parser.add_argument("--pages", type=int, default=1, help="fresh pages, one after another")
+    parser.add_argument("--cold", action="store_true",
+                        help="each page in a new browser context (nothing cached: a first visit)")
     parser.add_argument("--quiet", type=float, default=1.5,
                         help="seconds without a message that end an interaction")
     parser.add_argument("--viewport", default="1920x1080")
@@ -330,10 +333,17 @@ def main(argv=None) -> None:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--disable-background-networking"])
-            warm = Probe(browser, url, viewport)  # fills the browser's cache of the JS bundles
+            # one browser profile, as a user's: the server's very first page fills its cache of
+            # the scripts (5 MB); with --cold every page is a first visit (a new context)
+            context = browser.new_context()
+            warm = Probe(context, url, viewport)
+            server_first = (warm.first_drawn_s, warm.first_idle_s)
             warm.page.close()
             for _ in range(args.pages):
-                probe = Probe(browser, url, viewport, args.trace, args.js_profile)
+                if args.cold:
+                    context.close()
+                    context = browser.new_context()
+                probe = Probe(context, url, viewport, args.trace, args.js_profile)
                 firsts.append((probe.first_drawn_s, probe.first_idle_s))
                 for name, action in plan(probe.page, args.classes):
                     if args.only and not name.startswith(tuple(args.only)):
@@ -347,7 +357,9 @@ def main(argv=None) -> None:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
     header = (f"bench_interaction: {args.bundle}, {args.viewport}, {os.cpu_count()} CPUs, "
-              f"load {os.getloadavg()[0]:.2f}, server answered after {started:.1f} s; first page: "
+              f"load {os.getloadavg()[0]:.2f}, server answered after {started:.1f} s; the server's "
+              f"first page (scripts not cached): drawn {server_first[0]:.1f} s, idle "
+              f"{server_first[1]:.1f} s; then pages{' (scripts not cached)' if args.cold else ''}: "
               + ", ".join(f"drawn {d:.1f} s, idle {i:.1f} s" for d, i in firsts))
     table = summarise(results)
     print(header)

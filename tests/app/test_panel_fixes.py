@@ -61,3 +61,29 @@ def test_a_message_queued_while_another_is_written_is_sent():
     fix_stranded_writes()
     fix_stranded_writes()  # idempotent
     assert _send_two_messages_while_the_first_is_being_written() == ["first view", "last view"]
+
+
+def test_served_pages_leave_mathjax_out():
+    import panel as pn
+    from bokeh.document import Document
+    from bokeh.resources import Resources
+    from panel.io.resources import bundle_resources
+
+    from tlexplorer.app.panel_fixes import no_mathjax
+
+    def mathjax_in_page() -> bool:
+        doc = Document()
+        doc.add_root(pn.pane.HTML("a class named $x$").get_root(doc))  # Panel adds MathJax for it
+        files = bundle_resources(doc.roots, Resources(mode="server")).js_files
+        return any("mathjax" in str(f) for f in files)
+
+    from panel.io import resources
+
+    no_mathjax()
+    assert not mathjax_in_page()
+    patched = resources._panel_use_mathjax
+    resources._panel_use_mathjax = patched.panel_check  # the check is real: Panel's own adds it
+    try:
+        assert mathjax_in_page()
+    finally:
+        resources._panel_use_mathjax = patched

@@ -20,7 +20,7 @@ from panel.io.state import set_curdoc
 
 from tlexplorer.app.links import batched
 from tlexplorer.app.loading import load_bundle
-from tlexplorer.app.panel_fixes import fix_stranded_writes
+from tlexplorer.app.panel_fixes import fix_stranded_writes, no_mathjax
 from tlexplorer.app.state import Session
 from tlexplorer.app.text import escape, message_html
 from tlexplorer.app.wire import inline_small_arrays
@@ -65,6 +65,7 @@ def _ensure_extension() -> None:
     pn.extension(*EXTENSIONS, notifications=False)
     inline_small_arrays()  # small columns inside messages, not as buffers: see app/wire.py
     fix_stranded_writes()  # see app/panel_fixes.py
+    no_mathjax()
 
 
 def _panel_card(view: Any, title: str, css: str) -> pn.Column:

@@ -1,4 +1,5 @@
-"""A fix for Panel's deferred websocket writes, which can strand a message (Panel 1.x).
+"""Two changes to Panel's serving: a fix for its deferred websocket writes, which can strand a
+message (Panel 1.x), and no MathJax in our pages (:func:`no_mathjax`).
 
 When a change is made while the socket is still writing an earlier message, Panel queues the new
 message (``_WRITE_MSGS``) under a write block (``_WRITE_BLOCK``) and starts a task that sends it
@@ -39,4 +40,21 @@ def fix_stranded_writes() -> None:
         pdoc._dispatch_msgs = _dispatch_msgs
 
 
-__all__ = ["fix_stranded_writes"]
+def no_mathjax() -> None:
+    """Leave MathJax (1.8 MB of script) out of served pages (once per process; idempotent).
+
+    Panel includes it in every page that has an HTML pane, in case the pane holds ``$...$``; ours
+    hold text the views escape, and a class or layer name with dollar signs must read as written,
+    not be typeset."""
+    from panel.io import resources
+
+    if resources._panel_use_mathjax is not _no_panel_mathjax:
+        _no_panel_mathjax.panel_check = resources._panel_use_mathjax  # kept for the tests
+        resources._panel_use_mathjax = _no_panel_mathjax
+
+
+def _no_panel_mathjax(roots) -> bool:
+    return False
+
+
+__all__ = ["fix_stranded_writes", "no_mathjax"]
