@@ -28,3 +28,17 @@ def test_batched_leaves_the_document_alone_in_another_thread():
     worker.start()
     worker.join(10)
     assert seen == [None]
+
+
+def test_batched_holds_the_document_on_a_loop_in_any_thread():
+    # a server whose loop runs in another thread than the main one (tests, threaded=True)
+    import asyncio
+
+    doc, seen = Document(), []
+
+    async def on_loop():
+        seen.append(_hold_inside_batched(doc))
+    worker = threading.Thread(target=lambda: asyncio.run(on_loop()))
+    worker.start()
+    worker.join(10)
+    assert seen == ["combine"]

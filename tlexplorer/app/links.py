@@ -11,6 +11,7 @@ measured with py-spy), and now does so once at the end.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from typing import Any
@@ -35,13 +36,18 @@ def batched():
 
 
 def _on_document_loop(state: Any) -> bool:
-    """Whether this thread runs the current document's event loop. Panel records the loop's
-    thread once the session runs; before that (a page prepared while the browser loads it) the
-    loop is the main thread's."""
+    """Whether this thread runs the current document's event loop: the thread Panel recorded for
+    the document, else (not recorded yet) a thread with a running event loop, or the main thread
+    of a script. Page-build and job workers are neither; a server may run its loop in any thread
+    (tests, ``threaded=True``)."""
     loop_thread = state._thread_id
-    if loop_thread is None:
+    if loop_thread is not None:
+        return loop_thread == state._current_thread
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
         return threading.current_thread() is threading.main_thread()
-    return loop_thread == state._current_thread
+    return True
 
 
 def held_link(widget: Any, obj: Any, name: str) -> Any:
