@@ -18,7 +18,7 @@ import panel as pn
 import param
 from panel.io.state import set_curdoc
 
-from tlexplorer.app.links import batched
+from tlexplorer.app.links import batched, preparing
 from tlexplorer.app.loading import load_bundle
 from tlexplorer.app.panel_fixes import fix_stranded_writes, no_mathjax
 from tlexplorer.app.state import Session
@@ -399,6 +399,10 @@ class App(param.Parameterized):
     def _prepare(self, bundle: Any) -> dict:
         """The session and its views as plain Python objects (no Bokeh document is touched:
         a served page runs this in a worker thread). A view that fails is kept as its error."""
+        with preparing():
+            return self._prepare_objects(bundle)
+
+    def _prepare_objects(self, bundle: Any) -> dict:
         session = Session(bundle, thumbnail_urls=self.thumbnail_urls)
         problems = apply_query(session, self._query) if self._url_pending else []
         self._url_pending = False

@@ -20,19 +20,33 @@ import panel as pn
 
 
 def batched():
-    """``with batched():`` — the model changes inside reach the browser as one message, and the
-    document's model graph is frozen meanwhile.
+    """``with batched():`` — the model changes inside reach the browser as one message.
 
-    Off the document's event loop (a page being prepared in a worker thread, before any of its
-    views is in the document) it does nothing: holding or freezing the document from another
-    thread races the loop's own holds (a page's last view once never reached the browser), and
-    there is nothing to batch yet.
+    On the document's own event loop the model graph is frozen meanwhile. Elsewhere (a session
+    callback in Panel's thread pool) only Panel's thread-safe hold applies: freezing would walk the
+    document's models from that thread while the loop may be changing them. Inside
+    :func:`preparing` it does nothing.
     """
+    if getattr(_PREPARING, "active", False):
+        return contextlib.nullcontext()
     from panel.io.state import state
 
-    if state.curdoc is not None and not _on_document_loop(state):
-        return contextlib.nullcontext()
-    return pn.io.hold(freeze=True)
+    return pn.io.hold(freeze=state.curdoc is None or _on_document_loop(state))
+
+
+_PREPARING = threading.local()
+
+
+@contextlib.contextmanager
+def preparing():
+    """``with preparing():`` — this thread builds a page's objects before any of them is in the
+    document (a page prepared in a worker thread while the browser loads it): :func:`batched` has
+    nothing to batch there, and holding the document from this thread would race its loop."""
+    _PREPARING.active = True
+    try:
+        yield
+    finally:
+        _PREPARING.active = False
 
 
 def _on_document_loop(state: Any) -> bool:
@@ -89,4 +103,4 @@ def is_shown(panel: Any) -> bool:
     return bool(panel.visible) and (panel.styles or {}).get("display") != "none"
 
 
-__all__ = ["batched", "held_link", "is_shown", "set_shown"]
+__all__ = ["batched", "held_link", "is_shown", "preparing", "set_shown"]
