@@ -170,13 +170,16 @@ class BuildQueue:
     def idle(self) -> bool:
         """No page is being built or waiting for its turn."""
         with self._lock:
-            return not self._waiting and self._running == 0
+            return self._idle()
 
     def wait_idle(self, timeout: "float | None" = None) -> bool:
         """Block until no page is being built or waiting (work that can wait, such as laying
         out classes ahead, lets page builds go first); False if ``timeout`` passed first."""
         with self._lock:
-            return self._lock.wait_for(lambda: not self._waiting and self._running == 0, timeout)
+            return self._lock.wait_for(self._idle, timeout)
+
+    def _idle(self) -> bool:  # with the lock held
+        return not self._waiting and self._running == 0
 
     def _start_workers(self) -> None:
         self._threads = [t for t in self._threads if t.is_alive()]

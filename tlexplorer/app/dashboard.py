@@ -92,28 +92,22 @@ def _note_html(text: str) -> str:
             f'</span><span>{escape(text)}</span></div>')
 
 
-_NOTE_START = _note_html("")[:60]
-
-
 class ViewCard:
     """One view's place on the page: its title, and a short note until the view is in it."""
 
     def __init__(self, key: str):
         title, css = VIEWS[key]
         self.key = key
-        self.body = pn.Column(pn.pane.HTML(_note_html("Preparing this view…")),
-                              sizing_mode="stretch_both", margin=0)
+        self._note = pn.pane.HTML(_note_html("Preparing this view…"), sizing_mode="stretch_width")
+        self.body = pn.Column(self._note, sizing_mode="stretch_both", margin=0)
         self.panel = _panel_card(self.body, title, css)
 
     def note(self, text: str) -> None:
         """Show ``text`` (a wait or progress note) instead of the view: the shown note's text
         changes in place (replacing the card's content lays the whole page out again)."""
-        html = _note_html(text)
-        shown = self.body.objects[0] if len(self.body) == 1 else None
-        if isinstance(shown, pn.pane.HTML) and shown.object.startswith(_NOTE_START):
-            shown.object = html  # no change is sent when the text is the same
-        else:
-            self.body[:] = [pn.pane.HTML(html, sizing_mode="stretch_width")]
+        self._note.object = _note_html(text)  # no change is sent when the text is the same
+        if len(self.body) != 1 or self.body[0] is not self._note:
+            self.body[:] = [self._note]
 
     def fail(self, text: str) -> None:
         """Say in one line why this view cannot be shown (the other views keep working)."""
@@ -488,6 +482,7 @@ class App(param.Parameterized):
             self._fail(f"Cannot show bundle {self.bundle_name!r}: {text}")
 
         doc = pn.state.curdoc
+
         def first_step() -> None:  # the session's status and warnings go with the first view
             with batched():
                 self._attach_session(prepared)

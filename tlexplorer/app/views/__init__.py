@@ -55,6 +55,6 @@ def class_colors(classes: Iterable[str]) -> dict[str, str]:
     return {c: palette[i] for i, c in enumerate(classes)}
 
 
-__all__ = ["CANVAS_BACKEND", "CLASS_PALETTE", "DOMAIN_COLORS", "DOMAIN_MARKERS", "MISPREDICTED_COLOR",
-           "TABLE_CONFIGURATION", "TABLE_STYLESHEETS",
+__all__ = ["CANVAS_BACKEND", "CLASS_PALETTE", "DOMAIN_COLORS", "DOMAIN_MARKERS",
+           "MISPREDICTED_COLOR", "TABLE_CONFIGURATION", "TABLE_STYLESHEETS",
            "NEGATIVE_COLOR", "POSITIVE_COLOR", "SOURCE_COLOR", "TARGET_COLOR", "class_colors"]

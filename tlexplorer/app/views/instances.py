@@ -3,11 +3,10 @@
 The scatter is one ``hv.DynamicMap`` driven by a viewport stream (the range and pixel size it
 draws, fed by the plot's ``RangeXY`` and ``PlotSize`` streams only when what they report changes
 the drawing) and by :attr:`InstanceView.revision` (bumped when the shown point set changes). Each
-render counts the
-points inside the visible range: above :attr:`InstanceView.raster_threshold` it returns a datashader
-raster (``rasterize`` with ``ds.count_cat("class_name")``, shaded with the class palette, spread so
-that sparse points stay visible, with a dark gray halo where mispredicted instances are); at or
-below it returns real Bokeh glyphs (colour = class, cross = source, circle = target, dark gray
+render counts the points inside the visible range: above :attr:`InstanceView.raster_threshold` it
+returns a datashader raster (``rasterize`` with ``ds.count_cat("class_name")``, shaded with the
+class palette, spread so that sparse points stay visible, with a dark gray halo where mispredicted
+instances are); at or below it returns real Bokeh glyphs (colour = class, cross = source, circle = target, dark gray
 border = mispredicted by the target model) with a hover tooltip that shows the thumbnail.
 Both kinds of layer are always in the returned overlay (one of them empty), so the plot is built
 once. Box and lasso selections set ``session.selected_instances``; a tap shows the nearest
@@ -44,8 +43,8 @@ from tlexplorer.app.loading import bundle_identity, derived
 from tlexplorer.app.links import batched, held_link, set_shown
 from tlexplorer.app.state import Session
 from tlexplorer.app.text import escaped_options
-from tlexplorer.app.views import (CANVAS_BACKEND, DOMAIN_COLORS, DOMAIN_MARKERS, MISPREDICTED_COLOR, SOURCE_COLOR,
-                                  TABLE_CONFIGURATION, TABLE_STYLESHEETS,
+from tlexplorer.app.views import (CANVAS_BACKEND, DOMAIN_COLORS, DOMAIN_MARKERS, MISPREDICTED_COLOR,
+                                  SOURCE_COLOR, TABLE_CONFIGURATION, TABLE_STYLESHEETS,
                                   TARGET_COLOR, class_colors)
 
 DEFAULT_RASTER_THRESHOLD = 5000
