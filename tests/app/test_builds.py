@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 from tlexplorer.app.builds import BuildJob, BuildQueue
 
@@ -80,3 +81,31 @@ def test_idle_and_wait_idle_follow_the_pages_being_built():
     assert not queue.idle()
     assert not queue.wait_idle(timeout=0.05)  # still building
     assert queue.wait_idle(timeout=10) and job.finished.is_set() and queue.idle()
+
+
+def test_a_step_waits_until_the_previous_steps_message_has_left(monkeypatch):
+    """The next view is built only once the previous view's message is on the socket: Panel
+    retries a queued write only between ticks of the loop, which the steps would otherwise keep
+    taking (a view's message waited for the views after it)."""
+    from tlexplorer.app import builds
+
+    log, queued = [], {"checks": 0}
+
+    def pending(doc):
+        log.append("pending?")
+        queued["checks"] -= 1
+        return queued["checks"] >= 0
+
+    def step(i):
+        def run():
+            log.append(f"step{i}")
+            queued["checks"] = 3  # this step's message is queued behind a write in flight
+        return run
+    monkeypatch.setattr(builds, "call_in_session", lambda doc, fn: fn())
+    monkeypatch.setattr(builds, "writes_pending", pending)
+    served = SimpleNamespace(session_context=object())
+    BuildJob(served, lambda: None, [step(0), step(1)], alive=lambda: True).run()
+    assert log == ["step0"] + ["pending?"] * 4 + ["step1"] + ["pending?"] * 4
+    log.clear()
+    BuildJob(None, lambda: None, [step(0), step(1)], alive=lambda: True).run()
+    assert log == ["step0", "step1"]  # no session (tests, notebooks): nothing to wait for

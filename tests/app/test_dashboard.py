@@ -11,6 +11,7 @@ import pytest
 
 from tlexplorer.app import dashboard
 from tlexplorer.app.dashboard import Explorer, create_app, view_classes
+from tlexplorer.app.page_grid import grid_css
 from tlexplorer.app.state import Session
 from tlexplorer.errors import BundleError
 
@@ -40,13 +41,13 @@ def test_create_app_builds_the_four_views(synth_path):
     assert set(app.views) == {"stats", "instances", "network", "features"}
     assert isinstance(app.session, Session)
     assert all(v.session is app.session for v in app.views.values())
-    page = app.content[0]
-    assert isinstance(page, pn.FlexBox) and page.flex_wrap == "wrap"
-    # Fig. 1: stats over instances on the left, then network, then features (wrapping below
-    # when the window is narrow)
-    columns = [[card.css_classes[-1] for card in column] for column in page]
-    assert columns == [["tlx-area-stats", "tlx-area-instances"], ["tlx-area-network"],
-                       ["tlx-area-features"]]
+    # each card is a root of the page (a view arriving lays out its own card only), placed in
+    # Fig. 1's areas by the page's grid stylesheet (tests/app/test_page_grid.py, tests/ui)
+    cards = [item for item in tpl.main if "tlx-card" in item.css_classes]
+    assert [card.css_classes[-1] for card in cards] == [
+        "tlx-area-stats", "tlx-area-instances", "tlx-area-network", "tlx-area-features"]
+    assert all(card.visible and card.height for card in cards)
+    assert grid_css() in tpl.config.raw_css
 
 
 def test_each_call_is_a_new_session(synth_path):
@@ -63,6 +64,7 @@ def test_not_a_bundle_gives_an_alert(tmp_path):
     assert tpl.tlx_app.session is None
     texts = _alert_texts(tpl)
     assert len(texts) == 1 and "nope" in texts[0] and "Traceback" not in texts[0]
+    assert not any(card.panel.visible for card in tpl.tlx_app.cards.values())  # no empty cards
 
 
 def test_newer_schema_gives_an_alert(synth_path, tmp_path):
@@ -108,8 +110,10 @@ def test_several_bundles_give_a_selector(synth_path, tmp_path):
     assert app.views["stats"].session is app.session
     app.bundle_name = "missing"
     assert app.session is None and "missing" in app.messages[0]
+    assert not any(card.panel.visible for card in app.cards.values())
     app.bundle_name = "bundle"
     assert app.session.classes == ["0", "1", "2"] and app.messages == []
+    assert all(card.panel.visible for card in app.cards.values())
 
 
 def test_bundle_from_the_url_only_among_configured(synth_path, tmp_path):

@@ -1,4 +1,5 @@
-"""Panel's deferred websocket writes never strand a message (app/panel_fixes.py)."""
+"""Panel's deferred websocket writes never strand a message, and a queued write is seen
+(app/panel_fixes.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +8,7 @@ from types import SimpleNamespace
 from bokeh.document import Document
 from panel.io import document as pdoc
 
-from tlexplorer.app.panel_fixes import fix_stranded_writes
+from tlexplorer.app.panel_fixes import fix_stranded_writes, writes_pending
 
 
 class _Socket:
@@ -61,6 +62,40 @@ def test_a_message_queued_while_another_is_written_is_sent():
     fix_stranded_writes()
     fix_stranded_writes()  # idempotent
     assert _send_two_messages_while_the_first_is_being_written() == ["first view", "last view"]
+
+
+def test_writes_pending_sees_a_message_queued_behind_a_write():
+    """While a message waits in Panel's queue (the socket busy with an earlier one) it is
+    pending; once the write task has sent it and lifted the block, nothing is."""
+    fix_stranded_writes()
+    seen = []
+
+    async def scenario():
+        doc = Document()
+        conn = _Connection()
+        written = []
+
+        def handler(conn, msg):
+            written.append(msg)
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(None)
+            return [future]
+        pdoc.extra_socket_handlers[_Socket] = handler
+        try:
+            seen.append(writes_pending(doc))
+            pdoc.schedule_write_events(doc, [conn], ["a view"])
+            seen.append(writes_pending(doc))  # queued, its task not yet run
+            for _ in range(20):
+                await asyncio.sleep(0.001)
+            seen.append(writes_pending(doc))
+            seen.append(written)
+        finally:
+            pdoc.extra_socket_handlers.pop(_Socket, None)
+            pdoc._WRITE_MSGS.pop(doc, None)
+            pdoc._WRITE_BLOCK.pop(doc, None)
+
+    asyncio.run(scenario())
+    assert seen == [False, True, False, ["a view"]]
 
 
 def test_served_pages_leave_mathjax_out():

@@ -70,5 +70,33 @@ def test_no_text_of_the_views_is_cut_off(browser, served, width, height):
         problems = {area: page.locator(f".tlx-area-{area}").first.evaluate(CLIPPED_TEXT)
                     for area in ("stats", "instances", "network", "features")}
         assert {a: p for a, p in problems.items() if p} == {}
+        _assert_fig1_arrangement(page, width)
     finally:
         context.close()
+
+
+def _assert_fig1_arrangement(page, width: int) -> None:
+    """The cards (each a root of the page, placed by app/page_grid.py) sit where Fig. 1 has them:
+    stats over instances, network beside them, features on the right where the window is wide
+    enough and below otherwise; none overlaps another or leaves the window."""
+    box = {area: page.locator(f".tlx-area-{area}").first.bounding_box()
+           for area in ("stats", "instances", "network", "features")}
+    stats, instances, network, features = (box[a] for a in box)
+    assert abs(stats["x"] - instances["x"]) < 1 and instances["y"] >= stats["y"] + stats["height"]
+    assert network["x"] >= stats["x"] + stats["width"] and abs(network["y"] - stats["y"]) < 1
+    if width >= 1600:
+        assert features["x"] >= network["x"] + network["width"]
+        assert abs(features["y"] - stats["y"]) < 1
+    else:
+        assert features["y"] >= max(instances["y"] + instances["height"],
+                                    network["y"] + network["height"])
+        assert features["width"] > 0.9 * (network["x"] + network["width"] - stats["x"])
+    for a, first in box.items():
+        assert first["width"] > 400 and first["x"] + first["width"] <= width, a
+        for b, other in box.items():
+            if a < b:
+                apart = (first["x"] + first["width"] <= other["x"] + 1
+                         or other["x"] + other["width"] <= first["x"] + 1
+                         or first["y"] + first["height"] <= other["y"] + 1
+                         or other["y"] + other["height"] <= first["y"] + 1)
+                assert apart, (a, b)

@@ -20,6 +20,7 @@ from panel.io.state import set_curdoc
 
 from tlexplorer.app.links import batched, preparing
 from tlexplorer.app.loading import load_bundle
+from tlexplorer.app.page_grid import COLUMNS, grid_css
 from tlexplorer.app.panel_fixes import fix_stranded_writes, no_mathjax
 from tlexplorer.app.state import Session
 from tlexplorer.app.text import escape, message_html
@@ -101,6 +102,7 @@ class ViewCard:
         self._note = pn.pane.HTML(_note_html("Preparing this view…"), sizing_mode="stretch_width")
         self.body = pn.Column(self._note, sizing_mode="stretch_both", margin=0)
         self.panel = _panel_card(self.body, title, css)
+        self.panel.param.update(sizing_mode="stretch_width", height=CARD_HEIGHTS[key])
 
     def note(self, text: str) -> None:
         """Show ``text`` (a wait or progress note) instead of the view: the shown note's text
@@ -123,36 +125,42 @@ def build_views(session: Session) -> dict[str, Any]:
     return {key: cls(session=session) for key, cls in view_classes().items()}
 
 
-#: Card heights (px) and flex settings: Fig. 1's arrangement where the window is wide enough
+#: Card heights (px) and flex settings (from app/page_grid.COLUMNS): Fig. 1's arrangement where the window is wide enough
 #: (stats over instances | network | features), the feature view below the others on narrower
 #: screens, each card full width on a narrow one. The page scrolls; the cards do not squeeze.
 STATS_HEIGHT, INSTANCES_HEIGHT = 560, 830
 TALL = STATS_HEIGHT + INSTANCES_HEIGHT + 8
-FLEX = {"left": ("1 1 440px", 420), "network": ("1.6 1 640px", 600),
-        "features": ("1 1 440px", 420)}
+CARD_HEIGHTS = {"stats": STATS_HEIGHT, "instances": INSTANCES_HEIGHT, "network": TALL,
+                "features": TALL}
+FLEX = {part: (f"{grow:g} 1 {basis}px", least) for part, (basis, grow, least) in COLUMNS.items()}
 
 
 def dashboard_layout(views: Mapping[str, Any]) -> pn.FlexBox:
     """Fig. 1: stats top-left, instances bottom-left, network centre, features right; on narrower
     windows the feature view wraps below (the page scrolls rather than squeezing a view).
 
+    The notebook's layout (one output cell); the served page places its cards with the same
+    widths by CSS instead, each card a root of its own (``app/page_grid.py``).
+
     ``views`` maps each key of :data:`VIEWS` to a view or to a :class:`ViewCard` (already carded).
     """
-    def card(key: str, height: int):
+    def card(key: str):
         item = views[key]
-        panel = item.panel if isinstance(item, ViewCard) else _panel_card(item, *VIEWS[key])
-        panel.param.update(sizing_mode="stretch_width", height=height)
+        if isinstance(item, ViewCard):
+            return item.panel
+        panel = _panel_card(item, *VIEWS[key])
+        panel.param.update(sizing_mode="stretch_width", height=CARD_HEIGHTS[key])
         return panel
 
     def flex(part: str) -> dict:
         basis, min_width = FLEX[part]
         return {"styles": {"flex": basis}, "min_width": min_width}
 
-    left = pn.Column(card("stats", STATS_HEIGHT), card("instances", INSTANCES_HEIGHT),
+    left = pn.Column(card("stats"), card("instances"),
                      sizing_mode="stretch_width", margin=0, **flex("left"))
-    network = pn.Column(card("network", TALL), sizing_mode="stretch_width", margin=0,
+    network = pn.Column(card("network"), sizing_mode="stretch_width", margin=0,
                         **flex("network"))
-    features = pn.Column(card("features", TALL), sizing_mode="stretch_width", margin=0,
+    features = pn.Column(card("features"), sizing_mode="stretch_width", margin=0,
                          **flex("features"))
     return pn.FlexBox(left, network, features, flex_wrap="wrap", align_items="flex-start",
                       sizing_mode="stretch_width", css_classes=["tlx-dashboard"])
@@ -277,11 +285,12 @@ class App(param.Parameterized):
         self.progressive = served_session() if progressive is None else bool(progressive)
         self.alerts = pn.Column(sizing_mode="stretch_width", margin=0,
                                 css_classes=["tlx-alerts"])
-        self.analysis_warnings = pn.Column(sizing_mode="stretch_width", margin=(0, 8))
+        self.analysis_warnings = pn.Column(sizing_mode="stretch_width", margin=(0, 8),
+                                           css_classes=["tlx-analysis-warnings-area"])
         self._messages: list[str] = []
+        # each card a root of the page, placed by app/page_grid.py (a view's arrival lays out
+        # its own card only)
         self.cards = {key: ViewCard(key) for key in VIEWS}
-        self._layout = dashboard_layout(self.cards)
-        self.content = pn.Column(sizing_mode="stretch_both", margin=0)
         self.status = pn.pane.HTML("", margin=(14, 10), css_classes=["tlx-status"],
                                    styles={"color": "white", "font-size": "12px"})
         self.views: dict[str, Any] = {}
@@ -371,7 +380,7 @@ class App(param.Parameterized):
             log.exception("opening bundle %r failed", self.bundle_name)
             self._fail(f"Cannot open bundle {self.bundle_name!r}: {type(exc).__name__}: {exc}")
             return
-        self.content[:] = [self._layout]
+        self._show_cards(True)
         if self.progressive:
             for card in self.cards.values():
                 card.note("Preparing this view…")
@@ -386,8 +395,12 @@ class App(param.Parameterized):
     def _fail(self, text: str) -> None:
         self.session = None
         self.views = {}
-        self.content[:] = []
+        self._show_cards(False)
         self.error(text)
+
+    def _show_cards(self, shown: bool) -> None:
+        for card in self.cards.values():
+            card.panel.visible = shown
 
     # building -------------------------------------------------------------------
     def _prepare(self, bundle: Any) -> dict:
@@ -521,12 +534,14 @@ class App(param.Parameterized):
     def template(self) -> pn.template.FastListTemplate:
         tpl = pn.template.FastListTemplate(
             title=TITLE, header=self.header(),
-            main=[self.alerts, self.analysis_warnings, self.content],
+            main=[self.alerts, self.analysis_warnings,
+                  *(self.cards[key].panel for key in VIEWS)],
             main_layout=None, accent="#1f77b4", theme_toggle=False,
             main_max_width="100%", design=OfflineFast, font=FONT,
             # no page-wide spinner: it flickered on every click (two messages each); the views
             # show their own busy state and the status line long work
             busy_indicator=None)
+        tpl.config.raw_css.append(grid_css())
         return tpl
 
 

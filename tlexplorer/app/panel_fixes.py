@@ -1,5 +1,6 @@
-"""Two changes to Panel's serving: a fix for its deferred websocket writes, which can strand a
-message (Panel 1.x), and no MathJax in our pages (:func:`no_mathjax`).
+"""Changes to Panel's serving: a fix for its deferred websocket writes, which can strand a
+message (Panel 1.x), a test for writes still pending (:func:`writes_pending`), and no MathJax in
+our pages (:func:`no_mathjax`).
 
 When a change is made while the socket is still writing an earlier message, Panel queues the new
 message (``_WRITE_MSGS``) under a write block (``_WRITE_BLOCK``) and starts a task that sends it
@@ -40,6 +41,17 @@ def fix_stranded_writes() -> None:
         pdoc._dispatch_msgs = _dispatch_msgs
 
 
+def writes_pending(doc) -> bool:
+    """Whether Panel holds messages of ``doc`` not yet handed to the socket: queued behind a
+    write in flight, or written but not flushed. Panel retries a queued write only between ticks
+    of the event loop, so work that takes the loop tick after tick (a page's build steps) keeps
+    them waiting; see :meth:`tlexplorer.app.builds.BuildJob.run`."""
+    from panel.io import document as pdoc
+
+    return bool(pdoc._WRITE_MSGS.get(doc) or pdoc._WRITE_FUTURES.get(doc)
+                or doc in pdoc._WRITE_BLOCK)
+
+
 def no_mathjax() -> None:
     """Leave MathJax (1.8 MB of script) out of served pages (once per process; idempotent).
 
@@ -57,4 +69,4 @@ def _no_panel_mathjax(roots) -> bool:
     return False
 
 
-__all__ = ["fix_stranded_writes", "no_mathjax"]
+__all__ = ["fix_stranded_writes", "no_mathjax", "writes_pending"]
