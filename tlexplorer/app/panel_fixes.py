@@ -45,7 +45,7 @@ def writes_pending(doc) -> bool:
     """Whether Panel holds messages of ``doc`` not yet handed to the socket: queued behind a
     write in flight, or written but not flushed. Panel retries a queued write only between ticks
     of the event loop, so work that takes the loop tick after tick (a page's build steps) keeps
-    them waiting; see :meth:`tlexplorer.app.builds.BuildJob.run`."""
+    them waiting; see :meth:`tlexplorer.app.builds.BuildJob._wait_sent`."""
     from panel.io import document as pdoc
 
     return bool(pdoc._WRITE_MSGS.get(doc) or pdoc._WRITE_FUTURES.get(doc)
