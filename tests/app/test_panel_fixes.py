@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 from bokeh.document import Document
@@ -21,6 +22,20 @@ class _Connection:
         self.protocol = SimpleNamespace(create=lambda kind, events: events[0])
 
 
+@contextmanager
+def _socket_handled_by(handler):
+    """A page's document whose messages go to ``handler(conn, msg)``; Panel's queues are emptied
+    after (they are module-level)."""
+    doc = Document()
+    pdoc.extra_socket_handlers[_Socket] = handler
+    try:
+        yield doc, _Connection()
+    finally:
+        pdoc.extra_socket_handlers.pop(_Socket, None)
+        pdoc._WRITE_MSGS.pop(doc, None)
+        pdoc._WRITE_BLOCK.pop(doc, None)
+
+
 def _send_two_messages_while_the_first_is_being_written() -> list:
     """The interleaving that stranded a message: a second message is queued after the first
     one's write finished but before the task writing it has lifted the write block."""
@@ -33,10 +48,7 @@ def _send_two_messages_while_the_first_is_being_written() -> list:
         return [future]
 
     async def scenario():
-        doc = Document()
-        conn = _Connection()
-        pdoc.extra_socket_handlers[_Socket] = handler
-        try:
+        with _socket_handled_by(handler) as (doc, conn):
             pdoc.schedule_write_events(doc, [conn], ["first view"])
             for _ in range(5):  # the first task starts writing and waits for the write
                 await asyncio.sleep(0)
@@ -49,10 +61,6 @@ def _send_two_messages_while_the_first_is_being_written() -> list:
                 for future in pending:
                     if not future.done():
                         future.set_result(None)
-        finally:
-            pdoc.extra_socket_handlers.pop(_Socket, None)
-            pdoc._WRITE_MSGS.pop(doc, None)
-            pdoc._WRITE_BLOCK.pop(doc, None)
 
     asyncio.run(scenario())
     return sent
@@ -68,31 +76,23 @@ def test_writes_pending_sees_a_message_queued_behind_a_write():
     """While a message waits in Panel's queue (the socket busy with an earlier one) it is
     pending; once the write task has sent it and lifted the block, nothing is."""
     fix_stranded_writes()
-    seen = []
+    seen, written = [], []
+
+    def handler(conn, msg):
+        written.append(msg)
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return [future]
 
     async def scenario():
-        doc = Document()
-        conn = _Connection()
-        written = []
-
-        def handler(conn, msg):
-            written.append(msg)
-            future = asyncio.get_running_loop().create_future()
-            future.set_result(None)
-            return [future]
-        pdoc.extra_socket_handlers[_Socket] = handler
-        try:
+        with _socket_handled_by(handler) as (doc, conn):
             seen.append(writes_pending(doc))
             pdoc.schedule_write_events(doc, [conn], ["a view"])
             seen.append(writes_pending(doc))  # queued, its task not yet run
             for _ in range(20):
                 await asyncio.sleep(0.001)
             seen.append(writes_pending(doc))
-            seen.append(written)
-        finally:
-            pdoc.extra_socket_handlers.pop(_Socket, None)
-            pdoc._WRITE_MSGS.pop(doc, None)
-            pdoc._WRITE_BLOCK.pop(doc, None)
+            seen.append(list(written))
 
     asyncio.run(scenario())
     assert seen == [False, True, False, ["a view"]]
