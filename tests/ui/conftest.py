@@ -60,18 +60,21 @@ class Served:
 
 
 def start_served(path, **serve_kwargs):
-    """Serve the bundle at ``path`` on a free port in a thread; returns (Served, stop)."""
+    """Serve the bundle at ``path`` (or the bundles of a list of paths) on a free port in a
+    thread; returns (Served, stop)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     from tlexplorer.app import dashboard, loading
     from tlexplorer.app import serve as serve_module
 
-    bundle = loading.load_bundle(path)
-    try:
-        from tlexplorer.app.views.neuron_detail import feature_vis_service
-        feature_vis_service(bundle).unavailable = "synthetic bundle: no model"
-    except ImportError:
-        pass
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    for each in paths:
+        bundle = loading.load_bundle(each)
+        try:
+            from tlexplorer.app.views.neuron_detail import feature_vis_service
+            feature_vis_service(bundle).unavailable = "synthetic bundle: no model"
+        except ImportError:
+            pass
     apps: list = []
 
     def recording_create_app(sources, **kw):
@@ -86,7 +89,7 @@ def start_served(path, **serve_kwargs):
     mp.setattr(serve_module, "create_app", recording_create_app)
     port = _free_port()
     serve_kwargs = {"verbose": False, "num_threads": 2, **serve_kwargs}
-    server = serve_module.serve([str(path)], port=port, address="127.0.0.1", threaded=True,
+    server = serve_module.serve([str(each) for each in paths], port=port, address="127.0.0.1", threaded=True,
                                 allow_websocket_origin=[f"127.0.0.1:{port}"], **serve_kwargs)
     url = f"http://127.0.0.1:{port}/"
     end = time.monotonic() + 30

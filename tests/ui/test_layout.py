@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import synthetic_bundle
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -100,3 +101,23 @@ def _assert_fig1_arrangement(page, width: int) -> None:
                          or first["y"] + first["height"] <= other["y"] + 1
                          or other["y"] + other["height"] <= first["y"] + 1)
                 assert apart, (a, b)
+
+
+def test_the_bundle_selector_shows_the_chosen_name_legibly(browser, serve_bundle, tmp_path):
+    """With several bundles the header has a selector; the chosen name must not take the
+    header's white text colour onto the selector's white background (it did)."""
+    paths = [synthetic_bundle.make_synthetic_bundle(tmp_path / name, per_class=8, seed=i)
+             for i, name in enumerate(("first", "second"))]
+    served = serve_bundle(paths)
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(served.url)
+        select = page.locator(".tlx-bundle-select select").first
+        select.wait_for(state="attached", timeout=60000)
+        value, color, background = select.evaluate(
+            "s => [s.value, getComputedStyle(s).color, getComputedStyle(s).backgroundColor]")
+        assert value == "first"
+        assert color != background and color != "rgb(255, 255, 255)"
+    finally:
+        context.close()

@@ -528,7 +528,10 @@ class App(param.Parameterized):
         if len(self.sources) > 1:
             items.insert(0, pn.widgets.Select.from_param(
                 self.param.bundle_name, name="", width=260, margin=(8, 10),
-                css_classes=["tlx-bundle-select"]))
+                css_classes=["tlx-bundle-select"],
+                # the header's white text would otherwise be the chosen name's colour too, on
+                # the select's white background
+                stylesheets=[":host { --neutral-foreground-rest: #222; } select { color: #222; }"]))
         return items
 
     def template(self) -> pn.template.FastListTemplate:
