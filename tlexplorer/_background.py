@@ -5,11 +5,16 @@ the GPU (or most CPU cores) busy for minutes while the CPU has room. A spawned p
 openTSNE holds the GIL between its parallel regions, and CUDA forbids fork after it started) runs
 :func:`tlexplorer.analysis.embedding.tsne_layout` and sends the layout back through a pipe. Given the
 embedding's ``.npy`` file, the child reads it itself: the parent never holds the whole embedding.
+Given an array, the parent writes it to a temporary file first, so that the child is always handed
+a path: CPython's spawn writes the pickled arguments into the child's pipe while the parent still
+holds that pipe's read end, and a child that died while starting left a large argument's write, and
+the parent in ``Process.start()``, waiting for good.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -43,7 +48,8 @@ class BackgroundLayout:
     Parameters
     ----------
     embedding : ndarray, shape (N, D), or path of such an array's ``.npy`` file
-        A path is loaded in the child (the file must stay until :meth:`result` returns).
+        Loaded in the child (a path's file must stay until :meth:`result` returns; an array is
+        written to a temporary file, removed by :meth:`result` or :meth:`stop`).
     random_state : int
     n_jobs : int
         Threads of the child (openTSNE and BLAS).
@@ -54,10 +60,14 @@ class BackgroundLayout:
     """
 
     def __init__(self, embedding: "np.ndarray | str | os.PathLike", *, random_state: int, n_jobs: int):
+        self._temporary: "tempfile.TemporaryDirectory | None" = None
         if isinstance(embedding, (str, os.PathLike)):
             embedding = Path(embedding)
-        else:
-            embedding = np.ascontiguousarray(embedding)
+        else:  # the child gets a path, never the array (see the module's docstring)
+            self._temporary = tempfile.TemporaryDirectory(prefix="tlexplorer-tsne-")
+            path = Path(self._temporary.name) / "embedding.npy"
+            np.save(path, np.ascontiguousarray(embedding), allow_pickle=False)
+            embedding = path
         context = multiprocessing.get_context("spawn")
         self._recv, send = context.Pipe(duplex=False)
         self._process = context.Process(target=_child, name="tlexplorer-tsne", daemon=True,
@@ -79,6 +89,7 @@ class BackgroundLayout:
                                f"{self._process.exitcode})") from None
         finally:
             self._recv.close()
+            self._remove_temporary()
         self._process.join()
         if status != "ok":
             raise RuntimeError(f"t-SNE in the background failed: {payload}")
@@ -89,3 +100,9 @@ class BackgroundLayout:
             self._process.terminate()
         self._process.join()
         self._recv.close()
+        self._remove_temporary()
+
+    def _remove_temporary(self) -> None:
+        if self._temporary is not None:
+            self._temporary.cleanup()
+            self._temporary = None
