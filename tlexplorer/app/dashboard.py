@@ -69,11 +69,14 @@ def _ensure_extension() -> None:
     no_mathjax()
 
 
-def _panel_card(view: Any, title: str, css: str) -> pn.Column:
+def _panel_card(view: Any, key: str) -> pn.Column:
+    """The card of view ``key``: its title over ``view``, at the card's height (CARD_HEIGHTS)."""
+    title, css = VIEWS[key]
     return pn.Column(
         pn.pane.HTML(f'<div class="tlx-view-title" style="{TITLE_STYLE}">{escape(title)}</div>',
                      margin=(0, 8), height=24),
-        view, sizing_mode="stretch_both", css_classes=["tlx-card", css], scroll=True,
+        view, sizing_mode="stretch_width", height=CARD_HEIGHTS[key],
+        css_classes=["tlx-card", css], scroll=True,
         styles={"border": "1px solid #e3e3e3", "border-radius": "4px", "background": "white"},
         margin=4)
 
@@ -97,12 +100,10 @@ class ViewCard:
     """One view's place on the page: its title, and a short note until the view is in it."""
 
     def __init__(self, key: str):
-        title, css = VIEWS[key]
         self.key = key
         self._note = pn.pane.HTML(_note_html("Preparing this view…"), sizing_mode="stretch_width")
         self.body = pn.Column(self._note, sizing_mode="stretch_both", margin=0)
-        self.panel = _panel_card(self.body, title, css)
-        self.panel.param.update(sizing_mode="stretch_width", height=CARD_HEIGHTS[key])
+        self.panel = _panel_card(self.body, key)
 
     def note(self, text: str) -> None:
         """Show ``text`` (a wait or progress note) instead of the view: the shown note's text
@@ -125,9 +126,10 @@ def build_views(session: Session) -> dict[str, Any]:
     return {key: cls(session=session) for key, cls in view_classes().items()}
 
 
-#: Card heights (px) and flex settings (from app/page_grid.COLUMNS): Fig. 1's arrangement where the window is wide enough
-#: (stats over instances | network | features), the feature view below the others on narrower
-#: screens, each card full width on a narrow one. The page scrolls; the cards do not squeeze.
+#: Card heights (px) and flex settings (from app/page_grid.COLUMNS): Fig. 1's arrangement where
+#: the window is wide enough (stats over instances | network | features), the feature view below
+#: the others on narrower screens, each card full width on a narrow one. The page scrolls; the
+#: cards do not squeeze.
 STATS_HEIGHT, INSTANCES_HEIGHT = 560, 830
 TALL = STATS_HEIGHT + INSTANCES_HEIGHT + 8
 CARD_HEIGHTS = {"stats": STATS_HEIGHT, "instances": INSTANCES_HEIGHT, "network": TALL,
@@ -146,11 +148,7 @@ def dashboard_layout(views: Mapping[str, Any]) -> pn.FlexBox:
     """
     def card(key: str):
         item = views[key]
-        if isinstance(item, ViewCard):
-            return item.panel
-        panel = _panel_card(item, *VIEWS[key])
-        panel.param.update(sizing_mode="stretch_width", height=CARD_HEIGHTS[key])
-        return panel
+        return item.panel if isinstance(item, ViewCard) else _panel_card(item, key)
 
     def flex(part: str) -> dict:
         basis, min_width = FLEX[part]

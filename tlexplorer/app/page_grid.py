@@ -14,6 +14,8 @@ column below that. The page scrolls; the cards keep their heights.
 """
 from __future__ import annotations
 
+from functools import cache
+
 #: Grid area of each page part: the CSS class on its root -> area name.
 AREAS = {"tlx-alerts": "alerts", "tlx-analysis-warnings-area": "warnings",
          "tlx-area-stats": "stats", "tlx-area-instances": "instances",
@@ -55,6 +57,7 @@ def _grid(columns: str, rows: tuple[str, ...]) -> str:
             f"grid-template-areas: {areas}; }}")
 
 
+@cache  # the same text for every page
 def grid_css() -> str:
     """The stylesheet that arranges the template's main area (``template.config.raw_css``)."""
     rules = [
